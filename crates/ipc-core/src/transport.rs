@@ -1,0 +1,227 @@
+//! The common trait every transport implements.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::endpoint::{Endpoint, Handover};
+use crate::error::{Error, Result};
+
+/// Where the two ends of a channel live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// In two processes: every message crosses the kernel (or shared memory).
+    Process,
+    /// In two threads of one process: they share a heap.
+    Thread,
+    /// In two coroutines on one thread: the producer's send resumes the consumer.
+    Coroutine,
+}
+
+impl Mode {
+    /// Every mode, in the order the command line lists them.
+    pub const ALL: [Mode; 3] = [Mode::Process, Mode::Thread, Mode::Coroutine];
+
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Process => "process",
+            Mode::Thread => "thread",
+            Mode::Coroutine => "coroutine",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a channel is made. Every transport reads the fields that apply to it
+/// and ignores the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The largest message the channel carries, in bytes (default 1 MiB).
+    /// A larger message is refused with [`Error::TooLarge`]; a frame header
+    /// announcing more is [`Error::Corrupt`].
+    pub max_message: usize,
+    /// How many bytes the channel may hold in flight, where the transport lets
+    /// us choose (a ring's size, a socket's buffer). `None`: the transport's default.
+    pub capacity: Option<usize>,
+    /// How long a newly created end waits for its peer to open the other end
+    /// (a FIFO rendezvous, a socket connection) before giving up.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_message: 1 << 20,
+            capacity: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Options {
+    /// Sets the largest message the channel carries.
+    #[must_use]
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Sets how many bytes may be in flight, where the transport lets us choose.
+    #[must_use]
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = Some(bytes);
+        self
+    }
+
+    /// Sets how long an end waits for its peer to open the other end.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+}
+
+/// The sending end of a one-way channel of whole messages.
+///
+/// Contract (checked for every transport by [`crate::conformance`]):
+/// - `send` delivers the whole message or returns an error; messages arrive
+///   in the order they were sent, none lost, none duplicated, none altered.
+/// - Messages from 0 bytes up to [`Sender::max_message`] are accepted; a longer
+///   one is refused with [`Error::TooLarge`] and nothing is sent.
+/// - `send` blocks while the channel is full; `try_send` never waits for the
+///   receiver and returns [`Error::Full`] instead (byte streams that accept the
+///   first byte finish the message, as a frame must not be left half written).
+/// - Once the receiver is gone, both return [`Error::Disconnected`] (a message
+///   sent just before the receiver went away may be lost with it).
+pub trait Sender {
+    /// Sends one whole message, waiting for room if the channel is full.
+    fn send(&mut self, msg: &[u8]) -> Result<()>;
+    /// Sends one whole message if there is room now, else returns [`Error::Full`].
+    fn try_send(&mut self, msg: &[u8]) -> Result<()>;
+    /// The largest message this end sends.
+    fn max_message(&self) -> usize;
+}
+
+/// The receiving end of a one-way channel of whole messages.
+///
+/// Contract (checked for every transport by [`crate::conformance`]):
+/// - Each call returns the next whole message, copied into a buffer this
+///   receiver owns; the slice stays valid until the next call. Never a view
+///   into memory the other side may still write.
+/// - `recv` waits for a message; `try_recv` never waits and returns
+///   [`Error::Empty`]; `recv_timeout` waits at most the timeout and then
+///   returns [`Error::Timeout`], never sooner.
+/// - When the sender is gone and every message it sent has been received,
+///   all three return [`Error::Disconnected`].
+/// - A frame that cannot be valid (a length above the maximum) is
+///   [`Error::Corrupt`], and no memory is allocated for it.
+/// - In coroutine mode, where nothing else could fill the channel while the
+///   caller waits, `recv` on an empty channel returns [`Error::WouldDeadlock`]
+///   instead of hanging.
+pub trait Receiver {
+    /// Waits for the next message.
+    fn recv(&mut self) -> Result<&[u8]>;
+    /// Returns the next message if one is waiting, else [`Error::Empty`].
+    fn try_recv(&mut self) -> Result<&[u8]>;
+    /// Waits at most `timeout` for the next message, else [`Error::Timeout`].
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]>;
+    /// The largest message this end accepts.
+    fn max_message(&self) -> usize;
+}
+
+/// A consumer run as a coroutine: called with each message as it arrives.
+pub type Handler = Box<dyn FnMut(&[u8]) -> Result<()>>;
+
+/// A way to move whole messages one way, with the ends in two processes, two
+/// threads or two coroutines (see [`Transport::MODES`]).
+///
+/// Contract:
+/// - `channel` makes a fresh, independent channel. Whoever creates it owns
+///   its named OS objects (named `ipc-showcase.<method>.<pid>.<random>`,
+///   owner-only) and removes them when the last end it holds is dropped.
+/// - A mode not in `MODES` is refused with [`Error::Unsupported`].
+/// - For [`Mode::Process`], an end is exported into a [`Handover`] and reopened
+///   in the child with `open_sender`/`open_receiver` from the [`Endpoint`];
+///   the parent keeps nothing of an exported end.
+pub trait Transport: 'static {
+    /// The method's name, as in `ipc-<method>` (`pipes`, `shm`, ...).
+    const NAME: &'static str;
+    /// This variant's name (`pipe`, `fifo`, `uds`, `tcp`, ...).
+    const VARIANT: &'static str;
+    /// The modes this transport serves, the default first.
+    const MODES: &'static [Mode];
+    /// The sending end.
+    type Sender: Sender;
+    /// The receiving end.
+    type Receiver: Receiver;
+
+    /// Makes a fresh one-way channel for `mode`.
+    fn channel(mode: Mode, opts: &Options) -> Result<(Self::Sender, Self::Receiver)>;
+
+    /// Describes `end` for a child process and adds what it must inherit to
+    /// `handover`. The default says the transport cannot cross processes.
+    fn export_sender(end: Self::Sender, handover: &mut Handover) -> Result<Endpoint> {
+        let _ = (end, handover);
+        Err(unsupported::<Self>(Mode::Process))
+    }
+
+    /// Describes `end` for a child process (see [`Transport::export_sender`]).
+    fn export_receiver(end: Self::Receiver, handover: &mut Handover) -> Result<Endpoint> {
+        let _ = (end, handover);
+        Err(unsupported::<Self>(Mode::Process))
+    }
+
+    /// Reopens, in the child, a sender exported by the parent.
+    fn open_sender(endpoint: &Endpoint) -> Result<Self::Sender> {
+        let _ = endpoint;
+        Err(unsupported::<Self>(Mode::Process))
+    }
+
+    /// Reopens, in the child, a receiver exported by the parent.
+    fn open_receiver(endpoint: &Endpoint) -> Result<Self::Receiver> {
+        let _ = endpoint;
+        Err(unsupported::<Self>(Mode::Process))
+    }
+
+    /// Coroutine mode: runs `handler` as the consumer of `receiver`, resumed by
+    /// every `send` on `sender` (the two ends of one channel). The default says
+    /// the transport has no coroutine mode.
+    fn spawn_consumer(sender: &mut Self::Sender, receiver: Self::Receiver, handler: Handler) -> Result<()> {
+        let _ = (sender, receiver, handler);
+        Err(unsupported::<Self>(Mode::Coroutine))
+    }
+
+    /// Removes the named objects of this method left behind by runs whose
+    /// creator is dead; returns what it removed and what it refused to touch.
+    fn clean() -> Result<crate::names::CleanReport> {
+        Ok(crate::names::CleanReport::default())
+    }
+}
+
+/// The [`Error::Unsupported`] for transport `T` in `mode`, with a hint.
+pub fn unsupported<T: Transport + ?Sized>(mode: Mode) -> Error {
+    Error::Unsupported {
+        transport: T::NAME,
+        mode,
+        hint: match mode {
+            Mode::Process => "use a process transport (pipes, sockets, shm, mqueue, ...)",
+            Mode::Thread => "use a thread transport (channels, pipes, shm, ...)",
+            Mode::Coroutine => "use ipc-coroutines for coroutine mode",
+        },
+    }
+}
+
+/// Checks that `T` serves `mode`, with the [`Error::Unsupported`] it returns otherwise.
+pub fn check_mode<T: Transport + ?Sized>(mode: Mode) -> Result<()> {
+    if T::MODES.contains(&mode) {
+        Ok(())
+    } else {
+        Err(unsupported::<T>(mode))
+    }
+}

@@ -1,0 +1,285 @@
+//! Named FIFOs made by `mkfifo` in a private directory.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc_core::fdstream::{FdReceiver, FdSender};
+use ipc_core::names::{self, CleanReport, PrivateDir};
+use ipc_core::{check_mode, Endpoint, Error, Handover, Mode, Options, Receiver, Result, Sender, Transport};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag};
+use nix::sys::stat::Mode as Perm;
+
+/// A named FIFO: `mkfifo` with mode 0600 in a private 0700 directory under
+/// `$TMPDIR`, opened by path on each side, removed by its creator.
+#[derive(Debug, Clone, Copy)]
+pub struct Fifo;
+
+/// Where the creator's receiving end is.
+const RECEIVER_HERE: u8 = 0;
+const RECEIVER_EXPORTED: u8 = 1;
+const RECEIVER_DROPPED: u8 = 2;
+
+/// What the creator's two ends share: the directory (removed when both are
+/// gone) and where the receiving end went.
+#[derive(Debug)]
+struct Shared {
+    _dir: PrivateDir,
+    receiver: AtomicU8,
+}
+
+/// The writing end of a FIFO. It opens the FIFO on first use (or when reopened
+/// in a child), waiting up to the connect timeout for a reader.
+#[derive(Debug)]
+pub struct FifoSender {
+    path: PathBuf,
+    stream: Option<FdSender>,
+    max: usize,
+    connect_timeout: Duration,
+    /// Whether dropping it unopened should make a waiting reader see a hang-up.
+    hang_up_on_drop: bool,
+    shared: Option<Arc<Shared>>,
+}
+
+/// The reading end of a FIFO.
+#[derive(Debug)]
+pub struct FifoReceiver {
+    stream: FdReceiver,
+    path: PathBuf,
+    /// Whether a writer has been seen: before that, a read would report EOF
+    /// at once, so a blocking receive first waits in `poll`.
+    writer_seen: bool,
+    shared: Option<Arc<Shared>>,
+}
+
+impl Transport for Fifo {
+    const NAME: &'static str = "pipes";
+    const VARIANT: &'static str = "fifo";
+    const MODES: &'static [Mode] = &[Mode::Process, Mode::Thread];
+    type Sender = FifoSender;
+    type Receiver = FifoReceiver;
+
+    fn channel(mode: Mode, opts: &Options) -> Result<(FifoSender, FifoReceiver)> {
+        check_mode::<Self>(mode)?;
+        let dir = PrivateDir::create(Self::NAME)?;
+        let path = dir.path().join("fifo");
+        nix::unistd::mkfifo(&path, Perm::S_IRUSR | Perm::S_IWUSR)
+            .map_err(|e| Error::sys(format!("create the FIFO {}", path.display()), e))?;
+        let shared = Arc::new(Shared {
+            _dir: dir,
+            receiver: AtomicU8::new(RECEIVER_HERE),
+        });
+        let mut rx = FifoReceiver::open(&path, opts.max_message)?;
+        rx.shared = Some(Arc::clone(&shared));
+        if let Some(bytes) = opts.capacity {
+            crate::pipe::set_pipe_size(&rx.stream.as_fd().try_clone_to_owned().map_err(|e| Error::io("dup", e))?, bytes)?;
+        }
+        let tx = FifoSender {
+            path,
+            stream: None,
+            max: opts.max_message,
+            connect_timeout: opts.connect_timeout,
+            hang_up_on_drop: true,
+            shared: Some(shared),
+        };
+        Ok((tx, rx))
+    }
+
+    fn export_sender(mut end: FifoSender, _handover: &mut Handover) -> Result<Endpoint> {
+        if end.stream.is_some() {
+            return Err(Error::BadEndpoint("a FIFO sender must be exported before its first send".into()));
+        }
+        let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, end.max);
+        ep.path = Some(end.path.to_string_lossy().into_owned());
+        ep.extra = vec![end.connect_timeout.as_millis() as u64];
+        // Dropping an unused sender tells a waiting reader "no writer": not
+        // wanted here, the child is about to become the writer.
+        end.hang_up_on_drop = false;
+        Ok(ep)
+    }
+
+    fn export_receiver(end: FifoReceiver, _handover: &mut Handover) -> Result<Endpoint> {
+        let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, end.stream.max_message());
+        ep.path = Some(end.path.to_string_lossy().into_owned());
+        if let Some(shared) = &end.shared {
+            shared.receiver.store(RECEIVER_EXPORTED, Ordering::Release);
+        }
+        Ok(ep)
+    }
+
+    fn open_sender(ep: &Endpoint) -> Result<FifoSender> {
+        ep.expect(Self::NAME, Self::VARIANT)?;
+        let mut tx = FifoSender {
+            path: endpoint_path(ep)?,
+            stream: None,
+            max: ep.max_message,
+            connect_timeout: Duration::from_millis(ep.extra.first().copied().unwrap_or(5000)),
+            hang_up_on_drop: true,
+            shared: None,
+        };
+        tx.connect(true)?;
+        Ok(tx)
+    }
+
+    fn open_receiver(ep: &Endpoint) -> Result<FifoReceiver> {
+        ep.expect(Self::NAME, Self::VARIANT)?;
+        FifoReceiver::open(&endpoint_path(ep)?, ep.max_message)
+    }
+
+    fn clean() -> Result<CleanReport> {
+        names::clean_dir(&names::temp_dir(), Self::NAME, |p| std::fs::remove_dir_all(p))
+    }
+}
+
+fn endpoint_path(ep: &Endpoint) -> Result<PathBuf> {
+    ep.path
+        .as_ref()
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::BadEndpoint("a FIFO endpoint carries no path".into()))
+}
+
+/// Opens `path` with `flags | O_NONBLOCK | O_CLOEXEC`, then makes the fd blocking.
+fn open_fifo(path: &Path, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
+    let fd = nix::fcntl::open(path, flags | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Perm::empty())?;
+    nix::fcntl::fcntl(&fd, FcntlArg::F_SETFL(OFlag::empty()))?;
+    Ok(fd)
+}
+
+impl FifoReceiver {
+    /// Opens the reading end (this never waits for a writer).
+    fn open(path: &Path, max: usize) -> Result<Self> {
+        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("open the FIFO {}", path.display()), e))?;
+        check_owner(path, &meta)?;
+        let fd = open_fifo(path, OFlag::O_RDONLY).map_err(|e| Error::sys(format!("open the FIFO {}", path.display()), e))?;
+        Ok(FifoReceiver {
+            stream: FdReceiver::new(fd, max),
+            path: path.to_owned(),
+            writer_seen: false,
+            shared: None,
+        })
+    }
+}
+
+/// Refuses a FIFO (or anything else at that path) that another user owns.
+fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let me = unsafe { nix::libc::geteuid() };
+    if meta.uid() != me {
+        return Err(Error::Foreign {
+            path: path.to_owned(),
+            owner: meta.uid(),
+        });
+    }
+    Ok(())
+}
+
+impl FifoSender {
+    /// Opens the writing end if not yet open. With `wait`, retries until a
+    /// reader has the FIFO open or the connect timeout passes; without, a
+    /// missing reader is [`Error::Full`].
+    fn connect(&mut self, wait: bool) -> Result<&mut FdSender> {
+        if self.stream.is_none() {
+            let deadline = Instant::now() + self.connect_timeout;
+            let fd = loop {
+                match open_fifo(&self.path, OFlag::O_WRONLY) {
+                    Ok(fd) => break fd,
+                    // ENXIO: no reader has the FIFO open (yet, or any more).
+                    Err(Errno::ENXIO) => {
+                        let dropped = self
+                            .shared
+                            .as_ref()
+                            .is_some_and(|s| s.receiver.load(Ordering::Acquire) == RECEIVER_DROPPED);
+                        if dropped || (wait && Instant::now() >= deadline) {
+                            return Err(Error::Disconnected);
+                        }
+                        if !wait {
+                            return Err(Error::Full);
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(Errno::ENOENT) => return Err(Error::Disconnected),
+                    Err(e) => return Err(Error::sys(format!("open the FIFO {}", self.path.display()), e)),
+                }
+            };
+            self.stream = Some(FdSender::new(fd, self.max));
+        }
+        self.stream
+            .as_mut()
+            .ok_or_else(|| Error::io("open the FIFO", std::io::ErrorKind::NotConnected))
+    }
+}
+
+impl Sender for FifoSender {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        ipc_core::framing::encode_header(msg.len(), self.max)?;
+        self.connect(true)?.send(msg)
+    }
+
+    fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        ipc_core::framing::encode_header(msg.len(), self.max)?;
+        self.connect(false)?.try_send(msg)
+    }
+
+    fn max_message(&self) -> usize {
+        self.max
+    }
+}
+
+impl Drop for FifoSender {
+    fn drop(&mut self) {
+        if self.stream.is_none() && self.hang_up_on_drop {
+            // Never opened: open and close once, so that a reader waiting for
+            // a first writer sees the hang-up instead of waiting forever.
+            let _ = open_fifo(&self.path, OFlag::O_WRONLY);
+        }
+    }
+}
+
+impl Receiver for FifoReceiver {
+    fn recv(&mut self) -> Result<&[u8]> {
+        if !self.writer_seen && !self.stream.has_buffered() {
+            // With no writer yet, read(2) returns EOF at once; poll instead
+            // waits for data, or for a writer that came and went.
+            self.stream.wait_readable(None)?;
+        }
+        let msg = self.stream.recv();
+        if msg.is_ok() {
+            self.writer_seen = true;
+        }
+        msg
+    }
+
+    fn try_recv(&mut self) -> Result<&[u8]> {
+        let msg = self.stream.try_recv();
+        if msg.is_ok() {
+            self.writer_seen = true;
+        }
+        msg
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]> {
+        let msg = self.stream.recv_timeout(timeout);
+        if msg.is_ok() {
+            self.writer_seen = true;
+        }
+        msg
+    }
+
+    fn max_message(&self) -> usize {
+        self.stream.max_message()
+    }
+}
+
+impl Drop for FifoReceiver {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            let _ = shared
+                .receiver
+                .compare_exchange(RECEIVER_HERE, RECEIVER_DROPPED, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+}
