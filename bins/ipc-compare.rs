@@ -1,1 +1,15 @@
-fn main() {}
+//! `ipc-compare`: every method on the same work, in one table.
+
+use ipc_harness::Entry;
+
+/// Every transport of the project, one line each.
+fn transports() -> Vec<Entry> {
+    vec![
+        Entry::of::<ipc_pipes::Pipe>(),
+        Entry::of::<ipc_pipes::Fifo>(),
+    ]
+}
+
+fn main() {
+    ipc_harness::compare::main(&transports())
+}

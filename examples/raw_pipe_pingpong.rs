@@ -1,1 +1,135 @@
-fn main() {}
+//! The floor for `ipc-pipes pingpong`: a minimal ping-pong over two raw pipes
+//! (no framing, no trait, no harness), run beside the same exchange through
+//! the `Pipe` transport, in one process pair, in alternating rounds.
+//!
+//! Run both sides on one CPU, as the README does:
+//!
+//! ```text
+//! taskset -c 0 cargo run --release --example raw_pipe_pingpong
+//! ```
+//!
+//! It prints the median round trip of each and their ratio.
+
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use ipc_core::{Mode, Options, Receiver, Sender, Transport};
+use ipc_pipes::Pipe;
+use nix::fcntl::OFlag;
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, pipe2, read, write, ForkResult, Pid};
+
+const SIZE: usize = 64;
+const COUNT: usize = 20_000;
+const WARMUP: usize = 1_000;
+const ROUNDS: usize = 5;
+
+fn main() {
+    let mut raw_p50 = Vec::new();
+    let mut transport_p50 = Vec::new();
+    for _ in 0..ROUNDS {
+        raw_p50.push(raw_round());
+        transport_p50.push(transport_round());
+    }
+    let raw = median(&mut raw_p50);
+    let ours = median(&mut transport_p50);
+    println!(
+        "{{\"size\":{SIZE},\"count\":{COUNT},\"rounds\":{ROUNDS},\"raw_p50_ns\":{raw},\"transport_p50_ns\":{ours},\"ratio\":{:.3}}}",
+        ours as f64 / raw as f64
+    );
+}
+
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Forks; returns the child's pid in the parent and `None` in the child.
+fn fork_child() -> Option<Pid> {
+    // SAFETY: this example never starts a thread, so the child of fork() is a
+    // faithful copy that may run any code; it leaves through `child_exit`.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => None,
+        ForkResult::Parent { child } => Some(child),
+    }
+}
+
+fn child_exit() -> ! {
+    // SAFETY: _exit ends the child without running the parent's destructors
+    // or flushing its buffers a second time.
+    unsafe { nix::libc::_exit(0) }
+}
+
+fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> bool {
+    let mut got = 0;
+    while got < buf.len() {
+        match read(fd, &mut buf[got..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+    }
+    true
+}
+
+/// Two pipes, 64-byte writes and reads, nothing else.
+fn raw_round() -> u64 {
+    let (ping_r, ping_w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
+    let (pong_r, pong_w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
+    let Some(child) = fork_child() else {
+        drop((ping_w, pong_r));
+        let mut buf = [0u8; SIZE];
+        while read_exact(&ping_r, &mut buf) {
+            if write(&pong_w, &buf).is_err() {
+                break;
+            }
+        }
+        child_exit();
+    };
+    drop((ping_r, pong_w));
+    let mut buf = [7u8; SIZE];
+    let mut samples = Vec::with_capacity(COUNT);
+    for i in 0..WARMUP + COUNT {
+        let t0 = Instant::now();
+        write(&ping_w, &buf).expect("write");
+        assert!(read_exact(&pong_r, &mut buf), "the child died");
+        if i >= WARMUP {
+            samples.push(t0.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(ping_w);
+    waitpid(child, None).expect("reap the child");
+    median(&mut samples)
+}
+
+/// The same exchange through the `Pipe` transport (framing, buffered reads).
+fn transport_round() -> u64 {
+    let opts = Options::default();
+    let (mut ping_tx, mut ping_rx) = Pipe::channel(Mode::Process, &opts).expect("channel");
+    let (mut pong_tx, mut pong_rx) = Pipe::channel(Mode::Process, &opts).expect("channel");
+    let Some(child) = fork_child() else {
+        drop(ping_tx);
+        drop(pong_rx);
+        while let Ok(msg) = ping_rx.recv() {
+            if pong_tx.send(msg).is_err() {
+                break;
+            }
+        }
+        child_exit();
+    };
+    drop(ping_rx);
+    drop(pong_tx);
+    let msg = [7u8; SIZE];
+    let mut samples = Vec::with_capacity(COUNT);
+    for i in 0..WARMUP + COUNT {
+        let t0 = Instant::now();
+        ping_tx.send(&msg).expect("send");
+        let echo = pong_rx.recv().expect("the child died");
+        assert_eq!(echo.len(), SIZE);
+        if i >= WARMUP {
+            samples.push(t0.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(ping_tx);
+    waitpid(child, None).expect("reap the child");
+    median(&mut samples)
+}

@@ -55,7 +55,8 @@ impl Codec for Postcard {
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-        postcard::from_bytes(bytes).map_err(|e| Error::Corrupt(format!("postcard cannot decode the message: {e}")))
+        postcard::from_bytes(bytes)
+            .map_err(|e| Error::Corrupt(format!("postcard cannot decode the message: {e}")))
     }
 }
 
@@ -76,8 +77,9 @@ impl Codec for Bincode {
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-        let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map_err(|e| Error::Corrupt(format!("bincode cannot decode the message: {e}")))?;
+        let (value, used) =
+            bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+                .map_err(|e| Error::Corrupt(format!("bincode cannot decode the message: {e}")))?;
         if used != bytes.len() {
             return Err(Error::Corrupt(format!(
                 "bincode message has {} bytes after its value",
@@ -183,8 +185,14 @@ mod tests {
         let mut buf = Vec::new();
         C::encode(&task, &mut buf).expect("encode");
         assert_eq!(C::decode::<Task>(&buf).expect("decode"), task);
-        assert!(matches!(C::decode::<Task>(&buf[..buf.len() - 1]), Err(Error::Corrupt(_))));
-        assert!(matches!(C::decode::<Task>(&[0xff; 3]), Err(Error::Corrupt(_))));
+        assert!(matches!(
+            C::decode::<Task>(&buf[..buf.len() - 1]),
+            Err(Error::Corrupt(_))
+        ));
+        assert!(matches!(
+            C::decode::<Task>(&[0xff; 3]),
+            Err(Error::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -132,13 +132,20 @@ fn channel<T: Transport>(mode: Mode) -> (T::Sender, T::Receiver) {
 
 /// A message whose bytes all depend on its index and its length.
 pub fn message(i: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8).collect()
+    (0..len)
+        .map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8)
+        .collect()
 }
 
 fn assert_same(sent: &[Vec<u8>], got: &[Vec<u8>]) {
     assert_eq!(got.len(), sent.len(), "messages lost or duplicated");
     for (i, (s, g)) in sent.iter().zip(got).enumerate() {
-        assert!(s == g, "message {i} differs: sent {} bytes, got {} bytes", s.len(), g.len());
+        assert!(
+            s == g,
+            "message {i} differs: sent {} bytes, got {} bytes",
+            s.len(),
+            g.len()
+        );
     }
 }
 
@@ -163,10 +170,16 @@ pub fn every_size_to_the_maximum<T: Transport, F: Flavor<T>>() {
     let _w = Watchdog::start("every_size_to_the_maximum", Duration::from_secs(60));
     let (tx, rx) = channel::<T>(F::MODE);
     let max = tx.max_message();
-    let mut sizes = vec![0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 63, 64, 65, 4095, 4096, 4097, 65535, 65536, 65537];
+    let mut sizes = vec![
+        0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 63, 64, 65, 4095, 4096, 4097, 65535, 65536, 65537,
+    ];
     sizes.retain(|&s| s < max);
     sizes.extend([max.saturating_sub(1), max]);
-    let sent: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &s)| message(i, s)).collect();
+    let sent: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| message(i, s))
+        .collect();
     assert_same(&sent, &F::deliver(tx, rx, &sent));
 }
 
@@ -179,7 +192,10 @@ pub fn one_byte_over_is_too_large<T: Transport, F: Flavor<T>>() {
         Err(Error::TooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
         other => panic!("expected TooLarge for {} bytes, got {other:?}", max + 1),
     }
-    assert!(matches!(tx.try_send(&vec![0; max + 1]), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        tx.try_send(&vec![0; max + 1]),
+        Err(Error::TooLarge { .. })
+    ));
     let sent = vec![b"still works".to_vec()];
     assert_same(&sent, &F::deliver(tx, rx, &sent));
 }
@@ -190,14 +206,23 @@ pub fn sender_dropped_is_disconnected<T: Transport, F: Flavor<T>>() {
     let (mut tx, mut rx) = channel::<T>(F::MODE);
     tx.send(b"last words").expect("send");
     drop(tx);
-    assert_eq!(rx.recv().expect("the message sent before the drop"), b"last words");
+    assert_eq!(
+        rx.recv().expect("the message sent before the drop"),
+        b"last words"
+    );
     assert!(matches!(rx.recv(), Err(Error::Disconnected)));
     assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
-    assert!(matches!(rx.recv_timeout(Duration::from_millis(10)), Err(Error::Disconnected)));
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(10)),
+        Err(Error::Disconnected)
+    ));
 
     let (tx, mut rx) = channel::<T>(F::MODE);
     drop(tx);
-    assert!(matches!(rx.recv(), Err(Error::Disconnected)), "a sender dropped unused");
+    assert!(
+        matches!(rx.recv(), Err(Error::Disconnected)),
+        "a sender dropped unused"
+    );
 }
 
 /// Dropping the receiver makes `send` fail with `Disconnected` (at once, or
@@ -214,7 +239,9 @@ pub fn receiver_dropped_is_disconnected<T: Transport, F: Flavor<T>>() {
                 return;
             }
             Ok(()) => {}
-            Err(e) => panic!("try_send after the receiver was dropped: expected Disconnected, got {e}"),
+            Err(e) => {
+                panic!("try_send after the receiver was dropped: expected Disconnected, got {e}")
+            }
         }
     }
     panic!("100000 sends after the receiver was dropped and none saw Disconnected");
@@ -231,11 +258,18 @@ pub fn empty_channel_waits<T: Transport, F: Flavor<T>>() {
     let start = Instant::now();
     let result = rx.recv_timeout(asked).map(<[u8]>::to_vec);
     if F::MODE == Mode::Coroutine {
-        assert!(matches!(result, Err(Error::WouldDeadlock)), "got {result:?}");
+        assert!(
+            matches!(result, Err(Error::WouldDeadlock)),
+            "got {result:?}"
+        );
         assert!(matches!(rx.recv(), Err(Error::WouldDeadlock)));
     } else {
         assert!(matches!(result, Err(Error::Timeout)), "got {result:?}");
-        assert!(start.elapsed() >= asked, "recv_timeout returned after {:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= asked,
+            "recv_timeout returned after {:?}",
+            start.elapsed()
+        );
     }
     tx.send(b"now").expect("send");
     assert_eq!(rx.try_recv().expect("a waiting message"), b"now");
@@ -252,7 +286,11 @@ pub fn random_sizes_nothing_lost<T: Transport, F: Flavor<T>>() {
     let sent: Vec<Vec<u8>> = (0..2000)
         .map(|i| {
             // Mostly small messages, with every fifth drawn from the whole range.
-            let len = if i % 5 == 0 { rng.usize(0..=max) } else { rng.usize(0..=max.min(512)) };
+            let len = if i % 5 == 0 {
+                rng.usize(0..=max)
+            } else {
+                rng.usize(0..=max.min(512))
+            };
             message(i, len)
         })
         .collect();

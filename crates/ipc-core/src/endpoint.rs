@@ -84,7 +84,8 @@ impl Endpoint {
 
     /// Reads and decodes the token in environment variable `var`.
     pub fn from_env(var: &str) -> Result<Self> {
-        let token = std::env::var(var).map_err(|_| Error::BadEndpoint(format!("environment variable {var} is not set")))?;
+        let token = std::env::var(var)
+            .map_err(|_| Error::BadEndpoint(format!("environment variable {var} is not set")))?;
         Self::from_token(&token)
     }
 

@@ -61,9 +61,9 @@ pub fn write_frame(
 /// Maps the io errors that mean "the peer is gone" to [`Error::Disconnected`].
 pub fn stream_error(what: &str, e: io::Error) -> Error {
     match e.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-            Error::Disconnected
-        }
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => Error::Disconnected,
         io::ErrorKind::WouldBlock => Error::Empty,
         _ => Error::io(what, e),
     }
@@ -123,7 +123,10 @@ impl FrameReader {
     /// peer closed the stream ([`Error::Disconnected`]); returning `WouldBlock`
     /// makes this return [`Error::Empty`] and keeps any partial frame for the
     /// next call; `TimedOut` becomes [`Error::Timeout`].
-    pub fn read_frame(&mut self, mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> Result<&[u8]> {
+    pub fn read_frame(
+        &mut self,
+        mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    ) -> Result<&[u8]> {
         loop {
             if let Some(len) = self.frame_len()? {
                 let from = self.start + HEADER_LEN;
@@ -174,7 +177,11 @@ mod tests {
 
     /// A fake stream handing out `data` at most `chunk` bytes per read, then
     /// EOF (or, with `open`, "nothing more yet").
-    fn stream(data: Vec<u8>, chunk: usize, open: bool) -> impl FnMut(&mut [u8]) -> io::Result<usize> {
+    fn stream(
+        data: Vec<u8>,
+        chunk: usize,
+        open: bool,
+    ) -> impl FnMut(&mut [u8]) -> io::Result<usize> {
         let mut pos = 0;
         move |buf: &mut [u8]| {
             let n = chunk.min(buf.len()).min(data.len() - pos);
@@ -208,7 +215,11 @@ mod tests {
             let mut fr = FrameReader::new(1000);
             let mut read = stream(bytes.clone(), chunk, false);
             for m in &msgs {
-                assert_eq!(fr.read_frame(&mut read).expect("frame"), &m[..], "chunk {chunk}");
+                assert_eq!(
+                    fr.read_frame(&mut read).expect("frame"),
+                    &m[..],
+                    "chunk {chunk}"
+                );
             }
             assert!(fr.read_frame(&mut read).expect_err("end").is_disconnected());
         }
@@ -259,7 +270,10 @@ mod tests {
     fn short_writes_are_finished() {
         let mut out = Vec::new();
         write_frame(&[5; 10], 100, |slices| {
-            let first = slices.iter().find(|s| !s.is_empty()).expect("something to write");
+            let first = slices
+                .iter()
+                .find(|s| !s.is_empty())
+                .expect("something to write");
             out.push(first[0]);
             Ok(1)
         })

@@ -21,13 +21,18 @@ pub const PREFIX: &str = "ipc-showcase.";
 
 /// A fresh, unique name for an object of `method`: `ipc-showcase.<method>.<pid>.<random>`.
 pub fn unique_name(method: &str) -> String {
-    let random: String = (0..6).map(|_| fastrand::alphanumeric().to_ascii_lowercase()).collect();
+    let random: String = (0..6)
+        .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+        .collect();
     format!("{PREFIX}{method}.{}.{random}", std::process::id())
 }
 
 /// The creator pid recorded in a name made by [`unique_name`] for `method`.
 pub fn creator_pid(name: &str, method: &str) -> Option<u32> {
-    let rest = name.strip_prefix(PREFIX)?.strip_prefix(method)?.strip_prefix('.')?;
+    let rest = name
+        .strip_prefix(PREFIX)?
+        .strip_prefix(method)?
+        .strip_prefix('.')?;
     rest.split('.').next()?.parse().ok()
 }
 
@@ -121,7 +126,9 @@ impl Drop for Owned {
 }
 
 fn lock_registry() -> std::sync::MutexGuard<'static, Vec<(u64, Resource)>> {
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Removes every object this process still owns. For a signal-handling
@@ -155,7 +162,11 @@ impl CleanReport {
 
 /// Removes the stale objects of `method` in directory `dir` (entries named
 /// `ipc-showcase.<method>.<pid>.*`), calling `remove` for each.
-pub fn clean_dir(dir: &Path, method: &str, remove: impl Fn(&Path) -> std::io::Result<()>) -> Result<CleanReport> {
+pub fn clean_dir(
+    dir: &Path,
+    method: &str,
+    remove: impl Fn(&Path) -> std::io::Result<()>,
+) -> Result<CleanReport> {
     let mut report = CleanReport::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -166,16 +177,26 @@ pub fn clean_dir(dir: &Path, method: &str, remove: impl Fn(&Path) -> std::io::Re
     let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = creator_pid(&name, method) else { continue };
+        let Some(pid) = creator_pid(&name, method) else {
+            continue;
+        };
         let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.uid() != me {
             report.foreign.push((path, meta.uid()));
             continue;
         }
         let changed = SystemTime::UNIX_EPOCH
-            + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().clamp(0, 999_999_999) as u32);
-        let created = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH).min(changed);
+            + std::time::Duration::new(
+                meta.ctime().max(0) as u64,
+                meta.ctime_nsec().clamp(0, 999_999_999) as u32,
+            );
+        let created = meta
+            .modified()
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+            .min(changed);
         if creator_is_gone(pid, created) {
             remove(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
             report.removed.push(path);
@@ -206,7 +227,10 @@ impl PrivateDir {
             .create(&path)
             .map_err(|e| Error::io(format!("create directory {}", path.display()), e))?;
         let owned = Owned::register(Resource::Path(path.clone()));
-        Ok(PrivateDir { path, _owned: owned })
+        Ok(PrivateDir {
+            path,
+            _owned: owned,
+        })
     }
 
     /// The directory's path.
@@ -244,7 +268,8 @@ mod tests {
         // Fake a leftover of a dead process: a pid that cannot be running.
         let dead = temp_dir().join(format!("{PREFIX}coretest2.{}.abcd", u32::MAX - 1));
         std::fs::create_dir(&dead).expect("create leftover");
-        let report = clean_dir(&temp_dir(), "coretest2", |p| std::fs::remove_dir_all(p)).expect("clean");
+        let report =
+            clean_dir(&temp_dir(), "coretest2", |p| std::fs::remove_dir_all(p)).expect("clean");
         assert!(report.removed.contains(&dead));
         assert!(report.live.contains(&live.path().to_owned()));
         assert!(!dead.exists() && live.path().exists());

@@ -69,7 +69,8 @@ pub fn process_start_time(pid: u32) -> Option<SystemTime> {
         .ok()?;
     // SAFETY: sysconf only reads a configuration value.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let since_boot = Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz);
+    let since_boot =
+        Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz);
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
 }
 
@@ -113,7 +114,9 @@ mod tests {
 
     #[test]
     fn a_reaped_child_is_not_running() {
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         child.wait().expect("wait");
         assert!(!process_running(pid));

@@ -157,9 +157,9 @@ pub trait Transport: 'static {
     /// The modes this transport serves, the default first.
     const MODES: &'static [Mode];
     /// The sending end.
-    type Sender: Sender;
+    type Sender: Sender + 'static;
     /// The receiving end.
-    type Receiver: Receiver;
+    type Receiver: Receiver + 'static;
 
     /// Makes a fresh one-way channel for `mode`.
     fn channel(mode: Mode, opts: &Options) -> Result<(Self::Sender, Self::Receiver)>;
@@ -192,7 +192,11 @@ pub trait Transport: 'static {
     /// Coroutine mode: runs `handler` as the consumer of `receiver`, resumed by
     /// every `send` on `sender` (the two ends of one channel). The default says
     /// the transport has no coroutine mode.
-    fn spawn_consumer(sender: &mut Self::Sender, receiver: Self::Receiver, handler: Handler) -> Result<()> {
+    fn spawn_consumer(
+        sender: &mut Self::Sender,
+        receiver: Self::Receiver,
+        handler: Handler,
+    ) -> Result<()> {
         let _ = (sender, receiver, handler);
         Err(unsupported::<Self>(Mode::Coroutine))
     }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ipc_core::fdstream::{FdReceiver, FdSender};
 use ipc_core::names::{self, CleanReport, PrivateDir};
-use ipc_core::{check_mode, Endpoint, Error, Handover, Mode, Options, Receiver, Result, Sender, Transport};
+use ipc_core::{
+    check_mode, Endpoint, Error, Handover, Mode, Options, Receiver, Result, Sender, Transport,
+};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::stat::Mode as Perm;
@@ -75,7 +77,13 @@ impl Transport for Fifo {
         let mut rx = FifoReceiver::open(&path, opts.max_message)?;
         rx.shared = Some(Arc::clone(&shared));
         if let Some(bytes) = opts.capacity {
-            crate::pipe::set_pipe_size(&rx.stream.as_fd().try_clone_to_owned().map_err(|e| Error::io("dup", e))?, bytes)?;
+            crate::pipe::set_pipe_size(
+                &rx.stream
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| Error::io("dup", e))?,
+                bytes,
+            )?;
         }
         let tx = FifoSender {
             path,
@@ -90,7 +98,9 @@ impl Transport for Fifo {
 
     fn export_sender(mut end: FifoSender, _handover: &mut Handover) -> Result<Endpoint> {
         if end.stream.is_some() {
-            return Err(Error::BadEndpoint("a FIFO sender must be exported before its first send".into()));
+            return Err(Error::BadEndpoint(
+                "a FIFO sender must be exported before its first send".into(),
+            ));
         }
         let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, end.max);
         ep.path = Some(end.path.to_string_lossy().into_owned());
@@ -130,7 +140,9 @@ impl Transport for Fifo {
     }
 
     fn clean() -> Result<CleanReport> {
-        names::clean_dir(&names::temp_dir(), Self::NAME, |p| std::fs::remove_dir_all(p))
+        names::clean_dir(&names::temp_dir(), Self::NAME, |p| {
+            std::fs::remove_dir_all(p)
+        })
     }
 }
 
@@ -143,7 +155,11 @@ fn endpoint_path(ep: &Endpoint) -> Result<PathBuf> {
 
 /// Opens `path` with `flags | O_NONBLOCK | O_CLOEXEC`, then makes the fd blocking.
 fn open_fifo(path: &Path, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
-    let fd = nix::fcntl::open(path, flags | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Perm::empty())?;
+    let fd = nix::fcntl::open(
+        path,
+        flags | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Perm::empty(),
+    )?;
     nix::fcntl::fcntl(&fd, FcntlArg::F_SETFL(OFlag::empty()))?;
     Ok(fd)
 }
@@ -151,9 +167,11 @@ fn open_fifo(path: &Path, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
 impl FifoReceiver {
     /// Opens the reading end (this never waits for a writer).
     fn open(path: &Path, max: usize) -> Result<Self> {
-        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("open the FIFO {}", path.display()), e))?;
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| Error::io(format!("open the FIFO {}", path.display()), e))?;
         check_owner(path, &meta)?;
-        let fd = open_fifo(path, OFlag::O_RDONLY).map_err(|e| Error::sys(format!("open the FIFO {}", path.display()), e))?;
+        let fd = open_fifo(path, OFlag::O_RDONLY)
+            .map_err(|e| Error::sys(format!("open the FIFO {}", path.display()), e))?;
         Ok(FifoReceiver {
             stream: FdReceiver::new(fd, max),
             path: path.to_owned(),
@@ -189,10 +207,9 @@ impl FifoSender {
                     Ok(fd) => break fd,
                     // ENXIO: no reader has the FIFO open (yet, or any more).
                     Err(Errno::ENXIO) => {
-                        let dropped = self
-                            .shared
-                            .as_ref()
-                            .is_some_and(|s| s.receiver.load(Ordering::Acquire) == RECEIVER_DROPPED);
+                        let dropped = self.shared.as_ref().is_some_and(|s| {
+                            s.receiver.load(Ordering::Acquire) == RECEIVER_DROPPED
+                        });
                         if dropped || (wait && Instant::now() >= deadline) {
                             return Err(Error::Disconnected);
                         }
@@ -202,7 +219,12 @@ impl FifoSender {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     Err(Errno::ENOENT) => return Err(Error::Disconnected),
-                    Err(e) => return Err(Error::sys(format!("open the FIFO {}", self.path.display()), e)),
+                    Err(e) => {
+                        return Err(Error::sys(
+                            format!("open the FIFO {}", self.path.display()),
+                            e,
+                        ))
+                    }
                 }
             };
             self.stream = Some(FdSender::new(fd, self.max));
@@ -277,9 +299,12 @@ impl Receiver for FifoReceiver {
 impl Drop for FifoReceiver {
     fn drop(&mut self) {
         if let Some(shared) = &self.shared {
-            let _ = shared
-                .receiver
-                .compare_exchange(RECEIVER_HERE, RECEIVER_DROPPED, Ordering::AcqRel, Ordering::Acquire);
+            let _ = shared.receiver.compare_exchange(
+                RECEIVER_HERE,
+                RECEIVER_DROPPED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
     }
 }

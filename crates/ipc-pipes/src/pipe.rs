@@ -17,21 +17,33 @@ impl Transport for Pipe {
 
     fn channel(mode: Mode, opts: &Options) -> Result<(FdSender, FdReceiver)> {
         check_mode::<Self>(mode)?;
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("create a pipe", e))?;
+        let (read, write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("create a pipe", e))?;
         if let Some(bytes) = opts.capacity {
             set_pipe_size(&write, bytes)?;
         }
-        Ok((FdSender::new(write, opts.max_message), FdReceiver::new(read, opts.max_message)))
+        Ok((
+            FdSender::new(write, opts.max_message),
+            FdReceiver::new(read, opts.max_message),
+        ))
     }
 
     fn export_sender(end: FdSender, handover: &mut Handover) -> Result<Endpoint> {
-        let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, ipc_core::Sender::max_message(&end));
+        let mut ep = Endpoint::new(
+            Self::NAME,
+            Self::VARIANT,
+            ipc_core::Sender::max_message(&end),
+        );
         ep.fds = vec![handover.add_fd(end.into_fd())];
         Ok(ep)
     }
 
     fn export_receiver(end: FdReceiver, handover: &mut Handover) -> Result<Endpoint> {
-        let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, ipc_core::Receiver::max_message(&end));
+        let mut ep = Endpoint::new(
+            Self::NAME,
+            Self::VARIANT,
+            ipc_core::Receiver::max_message(&end),
+        );
         ep.fds = vec![handover.add_fd(end.into_fd())];
         Ok(ep)
     }

@@ -1,0 +1,196 @@
+//! The peer launcher: runs the consumer side in a child process, which is
+//! this same executable started again with a hidden `--peer` argument.
+//!
+//! - Only the fds of the exported ends (and the lifeline) are inherited,
+//!   made inheritable in the child between fork and exec ([`ipc_core::Handover`]).
+//! - The child dies with its parent: `PR_SET_PDEATHSIG` is set between fork
+//!   and exec (the peer is spawned from the main thread, which lives as long as
+//!   the run, since the signal fires when the *spawning thread* exits), the
+//!   child exits if its parent was already gone by then, and it also watches
+//!   a lifeline pipe whose EOF means the parent is gone.
+//! - The parent learns of the child's death from a reaper thread (no zombie is
+//!   left): a transport that sees the disconnect reports it, and for one that
+//!   cannot, the reaper ends the run with exit code 3 after `--peer-timeout`.
+
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use ipc_core::Handover;
+use nix::fcntl::OFlag;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HarnessError, Result};
+use crate::run::Role;
+use crate::sys::{wait_child, ChildExit};
+use crate::wait::Wait;
+
+/// The hidden argument that makes a binary run as a peer.
+pub const PEER_ARG: &str = "--peer";
+
+/// Everything a peer needs, passed as JSON after `--peer`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerSpec {
+    /// `method/variant` of the transport.
+    pub entry: String,
+    /// What the peer does with each message.
+    pub role: Role,
+    /// How the peer waits.
+    pub wait: Wait,
+    /// The endpoint token of the channel the peer receives on.
+    pub forward: String,
+    /// The endpoint token of the channel the peer answers on.
+    pub back: String,
+    /// The CPU to pin the peer to.
+    pub pin: Option<usize>,
+    /// The parent's pid.
+    pub parent: u32,
+    /// The read end of the lifeline pipe.
+    pub lifeline: i32,
+}
+
+/// A running peer process.
+#[derive(Debug)]
+pub struct ChildPeer {
+    pid: u32,
+    exit: mpsc::Receiver<std::io::Result<ChildExit>>,
+    finished: Arc<AtomicBool>,
+    peer_timeout: Duration,
+    _lifeline: OwnedFd,
+}
+
+/// Starts the peer described by `spec` (whose `lifeline` is filled in here),
+/// handing it the fds in `handover`.
+pub fn spawn(
+    mut spec: PeerSpec,
+    mut handover: Handover,
+    peer_timeout: Duration,
+) -> Result<ChildPeer> {
+    let (lifeline_read, lifeline_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| ipc_core::Error::sys("create the lifeline pipe", e))?;
+    spec.lifeline = handover.add_fd(lifeline_read);
+    let exe =
+        std::env::current_exe().map_err(|e| ipc_core::Error::io("find this executable", e))?;
+    let json = serde_json::to_string(&spec).map_err(|e| HarnessError::Other(e.to_string()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(PEER_ARG).arg(json).stdin(Stdio::null());
+    handover.configure(&mut cmd);
+    let child = cmd
+        .spawn()
+        .map_err(|e| ipc_core::Error::io("start the peer process", e))?;
+    drop(handover); // the parent's copies of the child's ends
+    let pid = child.id();
+    drop(child); // reaped by the thread below, by pid
+
+    let finished = Arc::new(AtomicBool::new(false));
+    let (tx, exit) = mpsc::channel();
+    let done = Arc::clone(&finished);
+    std::thread::Builder::new()
+        .name("peer-reaper".into())
+        .spawn(move || {
+            let result = wait_child(pid);
+            let died = matches!(&result, Ok(e) if !e.success());
+            let how = result.as_ref().map(ChildExit::describe).unwrap_or_default();
+            let _ = tx.send(result);
+            if died && !done.load(Ordering::Acquire) {
+                // Give the run the chance to notice and report it itself.
+                std::thread::sleep(peer_timeout);
+                if !done.load(Ordering::Acquire) {
+                    eprintln!(
+                        "error: the peer process (pid {pid}) {how}, and the transport did not notice within {peer_timeout:?}: giving up"
+                    );
+                    ipc_core::names::remove_all_registered();
+                    std::process::exit(3);
+                }
+            }
+        })
+        .map_err(|e| ipc_core::Error::io("start the peer reaper thread", e))?;
+    Ok(ChildPeer {
+        pid,
+        exit,
+        finished,
+        peer_timeout,
+        _lifeline: lifeline_write,
+    })
+}
+
+impl ChildPeer {
+    /// The peer's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// After the run: waits up to the peer timeout for the peer to exit (it
+    /// does once its receiver sees the channel closed), kills it otherwise,
+    /// and reports a failure.
+    pub fn finish(self) -> Result<()> {
+        self.finished.store(true, Ordering::Release);
+        match self.exit.recv_timeout(self.peer_timeout) {
+            Ok(Ok(e)) if e.success() => Ok(()),
+            Ok(Ok(e)) => Err(HarnessError::PeerDied {
+                pid: self.pid,
+                how: e.describe(),
+            }),
+            Ok(Err(e)) => Err(ipc_core::Error::io("wait for the peer", e).into()),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.pid as i32),
+                    nix::sys::signal::SIGKILL,
+                );
+                Err(HarnessError::Other(format!(
+                    "the peer (pid {}) did not exit within {:?} after the run; killed it",
+                    self.pid, self.peer_timeout
+                )))
+            }
+        }
+    }
+
+    /// Explains a transport error seen mid-run: when the peer has died (or
+    /// dies within the peer timeout) that is the real cause.
+    pub fn explain(self, err: HarnessError) -> HarnessError {
+        self.finished.store(true, Ordering::Release);
+        let wait = if matches!(err, HarnessError::Transport(ipc_core::Error::Disconnected)) {
+            self.peer_timeout
+        } else {
+            Duration::from_millis(200)
+        };
+        match self.exit.recv_timeout(wait) {
+            Ok(Ok(e)) if !e.success() => HarnessError::PeerDied {
+                pid: self.pid,
+                how: e.describe(),
+            },
+            _ => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.pid as i32),
+                    nix::sys::signal::SIGKILL,
+                );
+                err
+            }
+        }
+    }
+}
+
+/// In the peer: exits (code 3) as soon as the parent is gone, seen as EOF
+/// on the lifeline or a changed parent pid.
+pub fn watch_parent(spec: &PeerSpec) {
+    if nix::unistd::getppid().as_raw() as u32 != spec.parent {
+        eprintln!("peer: the parent process is already gone; exiting");
+        std::process::exit(3);
+    }
+    let mut endpoint = ipc_core::Endpoint::default();
+    endpoint.fds = vec![spec.lifeline];
+    let Ok(lifeline) = endpoint.take_fd(0) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("lifeline".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            // Blocks until the parent's end closes (EOF) or fails.
+            while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&lifeline, &mut byte) {}
+            eprintln!("peer: the parent process is gone; exiting");
+            std::process::exit(3);
+        });
+}

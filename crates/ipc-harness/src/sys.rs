@@ -1,0 +1,103 @@
+//! CPU time, pinning and child reaping: the few system calls the harness makes.
+
+use std::time::Duration;
+
+use nix::sys::resource::{getrusage, UsageWho};
+
+/// CPU time (user + system) used so far by the calling thread.
+pub fn thread_cpu() -> Duration {
+    usage(UsageWho::RUSAGE_THREAD)
+}
+
+fn usage(who: UsageWho) -> Duration {
+    match getrusage(who) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::from_secs(tv.tv_sec().max(0) as u64)
+                    + Duration::from_micros(tv.tv_usec().max(0) as u64)
+            };
+            t(u.user_time()) + t(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_current_thread(cpu: usize) -> Result<(), String> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)
+        .map_err(|e| format!("CPU {cpu} cannot be named: {e}"))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| format!("cannot pin to CPU {cpu}: {e} (is it online and allowed?)"))
+}
+
+/// How a child process ended, as `wait4` reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildExit {
+    /// The raw wait status.
+    pub status: i32,
+}
+
+impl ChildExit {
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        libc::WIFEXITED(self.status) && libc::WEXITSTATUS(self.status) == 0
+    }
+
+    /// Its exit code, if it exited.
+    pub fn code(&self) -> Option<i32> {
+        libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
+    }
+
+    /// In words: "exited with code 1", "was killed by signal 9 (SIGKILL)".
+    pub fn describe(&self) -> String {
+        if libc::WIFEXITED(self.status) {
+            format!("exited with code {}", libc::WEXITSTATUS(self.status))
+        } else if libc::WIFSIGNALED(self.status) {
+            let sig = libc::WTERMSIG(self.status);
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("?");
+            format!("was killed by signal {sig} ({name})")
+        } else {
+            format!("ended with status {:#x}", self.status)
+        }
+    }
+}
+
+/// Waits for child `pid` to end (retrying on EINTR).
+pub fn wait_child(pid: u32) -> std::io::Result<ChildExit> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes only into `status`, a valid local; pid names
+        // our own child, which only this thread reaps.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if r == pid as libc::pid_t {
+            return Ok(ChildExit { status });
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The machine in one line: CPU model, CPUs, kernel.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{cpu}, {cpus} CPUs, Linux {kernel}")
+}

@@ -1,0 +1,171 @@
+//! Helpers for running the binaries as a user would: a private `$TMPDIR` per
+//! test, a bounded wait for every child, and the peer's pid from /proc.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private temporary directory, given to the binary as `$TMPDIR`, removed
+/// at the end.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(test: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "ipc-test.{test}.{}.{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
+        std::fs::create_dir_all(&path).expect("create a test directory");
+        TempDir(path)
+    }
+
+    /// What the binary left in it.
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(&self.0)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fastrand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish() % 1_000_000
+}
+
+/// A command for binary `path` with `$TMPDIR` set to `tmp`.
+pub fn command(path: &str, tmp: &TempDir, args: &[&str]) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.args(args).env("TMPDIR", &tmp.0);
+    cmd
+}
+
+/// Runs to the end (killed after `limit`), capturing output.
+pub fn run(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+            if !alive(pid) {
+                return;
+            }
+        }
+        // SAFETY: kill only sends a signal to our own child's pid.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().expect("wait for the binary");
+    let _ = watchdog.join();
+    out
+}
+
+/// Waits up to `limit` for `child` to exit; kills it if it does not.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// The children of `pid`, from /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// Waits up to `limit` for `pid` to have a child (the peer) and returns it.
+pub fn wait_for_child(pid: u32, limit: Duration) -> u32 {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(&c) = children(pid).first() {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("process {pid} started no peer within {limit:?}");
+}
+
+/// Waits up to `limit` for `pid` to be gone.
+pub fn wait_gone(pid: u32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill only sends a signal; the pid is one of this test's processes.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// The one JSON object a `--json` run printed.
+pub fn json_line(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stdout, got {stdout:?} (stderr: {})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(lines[0]).expect("valid JSON")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
