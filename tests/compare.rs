@@ -14,7 +14,17 @@ fn quick_compare_writes_the_table_and_the_files() {
     let tmp = TempDir::new("compare");
     let out_dir = tmp.0.join("out");
     let out = run(
-        command(BIN, &tmp, &["--quick", "--count", "300", "--out", out_dir.to_str().expect("utf-8 path")]),
+        command(
+            BIN,
+            &tmp,
+            &[
+                "--quick",
+                "--count",
+                "300",
+                "--out",
+                out_dir.to_str().expect("utf-8 path"),
+            ],
+        ),
         Duration::from_secs(300),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -27,11 +37,19 @@ fn quick_compare_writes_the_table_and_the_files() {
         .skip(1)
         .filter_map(|l| l.split_whitespace().nth(4)?.parse().ok())
         .collect();
-    assert!(p50s.len() >= 12, "expected a row per variant, mode and wait:\n{stdout}");
-    assert!(p50s.windows(2).all(|w| w[0] <= w[1]), "not sorted by p50: {p50s:?}");
+    assert!(
+        p50s.len() >= 12,
+        "expected a row per variant, mode and wait:\n{stdout}"
+    );
+    assert!(
+        p50s.windows(2).all(|w| w[0] <= w[1]),
+        "not sorted by p50: {p50s:?}"
+    );
 
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).expect("results.json")).expect("JSON");
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("results.json")).expect("results.json"),
+    )
+    .expect("JSON");
     let results = doc["results"].as_array().expect("results array");
     assert_eq!(results.len(), p50s.len());
     for r in results {
@@ -42,7 +60,11 @@ fn quick_compare_writes_the_table_and_the_files() {
     assert_eq!(csv.lines().count(), results.len() + 1, "{csv}");
     assert!(csv.starts_with("method,variant,mode,wait,size"));
     std::fs::remove_dir_all(&out_dir).expect("remove the output");
-    assert!(tmp.leftovers().is_empty(), "left behind: {:?}", tmp.leftovers());
+    assert!(
+        tmp.leftovers().is_empty(),
+        "left behind: {:?}",
+        tmp.leftovers()
+    );
 }
 
 #[test]
@@ -53,7 +75,16 @@ fn json_mode_prints_one_valid_line_per_result() {
         command(
             BIN,
             &tmp,
-            &["--quick", "--count", "200", "--only", "pipes/pipe", "--json", "--out", out_dir.to_str().expect("utf-8")],
+            &[
+                "--quick",
+                "--count",
+                "200",
+                "--only",
+                "pipes/pipe",
+                "--json",
+                "--out",
+                out_dir.to_str().expect("utf-8"),
+            ],
         ),
         Duration::from_secs(300),
     );

@@ -227,7 +227,7 @@ pub fn config(mode: Mode, wait: Wait, common: &Common) -> RunConfig {
         count: 0,
         warmup: 0,
         batch: Batch::Auto,
-        pin: common.pin,
+        pin: common.pin.or_else(crate::sys::single_cpu_affinity),
         peer_timeout: Duration::from_secs_f64(common.peer_timeout),
         verify: Verify::Full,
         interval: Duration::ZERO,

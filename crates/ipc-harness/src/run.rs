@@ -403,19 +403,19 @@ pub fn pingpong<T: Transport>(cfg: &RunConfig, connect: Connect<T>) -> Result<Pi
             ))
         };
 
-        // Warm-up; its second half also times round trips to choose the batch.
-        let mut calibration = Duration::ZERO;
+        // Warm-up; its second half is also timed as one block, to choose the batch.
+        let mut calibration_start = Instant::now();
         for seq in 0..warmup {
+            if seq == warmup / 2 {
+                calibration_start = Instant::now();
+            }
             payload::fill(&mut msg, seq, Verify::Full);
-            let t0 = Instant::now();
             tx.send(&msg)?;
             if !wait.recv_with(rx, |m| echo_ok(m, &msg))? {
                 return Err(bad(seq));
             }
-            if seq >= warmup / 2 {
-                calibration += t0.elapsed();
-            }
         }
+        let calibration = calibration_start.elapsed();
         let batch = match cfg.batch {
             Batch::Fixed(k) => k.max(1),
             Batch::Auto if cfg.mode != Mode::Coroutine => 1,

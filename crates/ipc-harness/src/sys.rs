@@ -2,22 +2,15 @@
 
 use std::time::Duration;
 
-use nix::sys::resource::{getrusage, UsageWho};
-
-/// CPU time (user + system) used so far by the calling thread.
+/// CPU time (user + system) used so far by the calling thread, to the
+/// nanosecond (`CLOCK_THREAD_CPUTIME_ID`; getrusage counts in ticks, too
+/// coarse for a run of a few milliseconds).
 pub fn thread_cpu() -> Duration {
-    usage(UsageWho::RUSAGE_THREAD)
-}
-
-fn usage(who: UsageWho) -> Duration {
-    match getrusage(who) {
-        Ok(u) => {
-            let t = |tv: nix::sys::time::TimeVal| {
-                Duration::from_secs(tv.tv_sec().max(0) as u64)
-                    + Duration::from_micros(tv.tv_usec().max(0) as u64)
-            };
-            t(u.user_time()) + t(u.system_time())
-        }
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID) {
+        Ok(t) => Duration::new(
+            t.tv_sec().max(0) as u64,
+            t.tv_nsec().clamp(0, 999_999_999) as u32,
+        ),
         Err(_) => Duration::ZERO,
     }
 }
@@ -29,6 +22,18 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), String> {
         .map_err(|e| format!("CPU {cpu} cannot be named: {e}"))?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
         .map_err(|e| format!("cannot pin to CPU {cpu}: {e} (is it online and allowed?)"))
+}
+
+/// The CPU this process is confined to, as `(cpu, cpu)`, when its affinity
+/// allows exactly one (for example under `taskset -c 0`): then both sides
+/// run there, and the reports say so even without `--pin`.
+pub fn single_cpu_affinity() -> Option<(usize, usize)> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let mut allowed = (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false));
+    match (allowed.next(), allowed.next()) {
+        (Some(cpu), None) => Some((cpu, cpu)),
+        _ => None,
+    }
 }
 
 /// How a child process ended, as `wait4` reports it.
