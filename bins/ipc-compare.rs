@@ -7,6 +7,9 @@ fn transports() -> Vec<Entry> {
     vec![
         Entry::of::<ipc_pipes::Pipe>(),
         Entry::of::<ipc_pipes::Fifo>(),
+        Entry::of::<ipc_shm::ShmRing>(),
+        #[cfg(feature = "shared_memory")]
+        Entry::of::<ipc_shm::ShmRingCrate>(),
     ]
 }
 

@@ -92,6 +92,10 @@ pub struct Measure {
     /// Print one JSON line on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Bytes the channel may hold in flight, where the method lets us choose
+    /// (shm: the ring's size; pipes: the pipe buffer) [default: the method's].
+    #[arg(long, value_name = "BYTES")]
+    pub capacity: Option<usize>,
 }
 
 /// `pingpong` options.
@@ -231,6 +235,7 @@ pub fn config(mode: Mode, wait: Wait, common: &Common) -> RunConfig {
         peer_timeout: Duration::from_secs_f64(common.peer_timeout),
         verify: Verify::Full,
         interval: Duration::ZERO,
+        capacity: None,
     }
 }
 
@@ -392,6 +397,7 @@ fn measure_config(mode: Mode, wait: Wait, m: &Measure, count: u64) -> RunConfig 
     cfg.warmup = m.warmup;
     cfg.batch = m.batch;
     cfg.verify = m.verify;
+    cfg.capacity = m.capacity;
     cfg
 }
 

@@ -49,6 +49,9 @@ pub struct RunConfig {
     pub verify: Verify,
     /// The demo's pause between tasks.
     pub interval: Duration,
+    /// Bytes the channel may hold in flight, where the transport lets us
+    /// choose (a ring's size, a pipe's buffer); `None`: its default.
+    pub capacity: Option<usize>,
 }
 
 impl RunConfig {
@@ -56,7 +59,11 @@ impl RunConfig {
     pub fn options(&self) -> Options {
         let defaults = Options::default();
         let max = defaults.max_message.max(self.size);
-        defaults.max_message(max).connect_timeout(self.peer_timeout)
+        let opts = defaults.max_message(max).connect_timeout(self.peer_timeout);
+        match self.capacity {
+            Some(bytes) => opts.capacity(bytes),
+            None => opts,
+        }
     }
 }
 

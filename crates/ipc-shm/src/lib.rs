@@ -1,0 +1,127 @@
+//! Shared memory: a single-producer single-consumer ring in a POSIX
+//! shared-memory region, the fastest path between two processes. After
+//! set-up no system call is needed to move a message: the producer copies it
+//! into the ring and publishes its header, the consumer sees the header and
+//! copies it out. Waiting is a choice: spin, sleep on a futex in the region,
+//! or both (see the harness's `--wait`).
+//!
+//! # Hello, world!
+//!
+//! ```
+//! use ipc_core::{Mode, Options, Receiver, Sender, Transport};
+//! use ipc_shm::ShmRing;
+//!
+//! let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &Options::default())?;
+//! tx.send(b"task 0")?;
+//! assert_eq!(rx.recv()?, b"task 0");
+//! # Ok::<(), ipc_core::Error>(())
+//! ```
+//!
+//! # Semantics
+//!
+//! The region is named `/ipc-showcase.shm.<pid>.<random>`, created 0600 and
+//! fully allocated by its creator, and removed by it on drop, on Ctrl-C, or
+//! by the next creator or `clean` once its creator is dead. Every message is
+//! copied out into the receiver's own buffer: nothing hands out a view into
+//! memory the other process writes. The ring's size is the `capacity`
+//! option, rounded up to a power of two and to at least twice the largest
+//! frame. A peer that dies without closing its end is noticed from its pid
+//! within [`ring::LIVENESS_CHECK`] by a blocked waiter, and after 65536 empty
+//! polls by a spinning one.
+//!
+//! # Limitations
+//!
+//! Linux only (futexes, /dev/shm). One producer and one consumer per ring.
+//! The other process can write anything into the region: a frame that
+//! cannot be valid is [`ipc_core::Error::Corrupt`], but a hostile peer can
+//! still send wrong bytes, as over any channel.
+
+mod region;
+pub mod ring;
+mod sys;
+
+use std::marker::PhantomData;
+
+use ipc_core::names::CleanReport;
+use ipc_core::{check_mode, Endpoint, Handover, Mode, Options, Result, Transport};
+
+#[cfg(feature = "shared_memory")]
+pub use region::Crate;
+pub use region::{clean, Backend, Native, Region, SHM_DIR};
+pub use ring::{ShmReceiver, ShmSender};
+
+/// The ring's default size when the options name none.
+pub const DEFAULT_RING: usize = 1 << 20;
+
+/// The shared-memory ring transport, on region backend `B` (our own by default).
+#[derive(Debug, Clone, Copy)]
+pub struct Shm<B = Native>(PhantomData<B>);
+
+/// The ring on our own region backend.
+pub type ShmRing = Shm<Native>;
+
+/// The ring on the `shared_memory` crate's backend (cargo feature `shared_memory`).
+#[cfg(feature = "shared_memory")]
+pub type ShmRingCrate = Shm<Crate>;
+
+/// The ring size for these options: a power of two holding at least two of
+/// the largest frames.
+pub fn ring_capacity(opts: &Options) -> usize {
+    let largest_frame = opts.max_message.next_multiple_of(8) + 8;
+    opts.capacity.unwrap_or(DEFAULT_RING).max(2 * largest_frame).next_power_of_two()
+}
+
+impl<B: Backend> Transport for Shm<B> {
+    const NAME: &'static str = "shm";
+    const VARIANT: &'static str = B::VARIANT;
+    const MODES: &'static [Mode] = &[Mode::Process, Mode::Thread];
+    type Sender = ShmSender<B>;
+    type Receiver = ShmReceiver<B>;
+
+    fn channel(mode: Mode, opts: &Options) -> Result<(ShmSender<B>, ShmReceiver<B>)> {
+        check_mode::<Self>(mode)?;
+        let ring = ring::Ring::create::<B>(Self::NAME, ring_capacity(opts), opts.max_message)?;
+        Ok(ring::ends(ring))
+    }
+
+    fn export_sender(end: ShmSender<B>, _handover: &mut Handover) -> Result<Endpoint> {
+        let ring = end.hand_over()?;
+        let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, ring.max());
+        ep.name = Some(ring.name().to_owned());
+        Ok(ep)
+    }
+
+    fn export_receiver(end: ShmReceiver<B>, _handover: &mut Handover) -> Result<Endpoint> {
+        let ring = end.hand_over()?;
+        let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, ring.max());
+        ep.name = Some(ring.name().to_owned());
+        Ok(ep)
+    }
+
+    fn open_sender(ep: &Endpoint) -> Result<ShmSender<B>> {
+        ep.expect(Self::NAME, Self::VARIANT)?;
+        Ok(ShmSender::attach(ring::Ring::open::<B>(endpoint_name(ep)?)?, true))
+    }
+
+    fn open_receiver(ep: &Endpoint) -> Result<ShmReceiver<B>> {
+        ep.expect(Self::NAME, Self::VARIANT)?;
+        Ok(ShmReceiver::attach(ring::Ring::open::<B>(endpoint_name(ep)?)?, true))
+    }
+
+    fn clean() -> Result<CleanReport> {
+        region::clean(Self::NAME)
+    }
+}
+
+fn endpoint_name(ep: &Endpoint) -> Result<&str> {
+    ep.name
+        .as_deref()
+        .ok_or_else(|| ipc_core::Error::BadEndpoint("a shm endpoint carries no region name".into()))
+}
+
+ipc_core::conformance_tests!(ring_conformance, crate::ShmRing, Threads);
+#[cfg(feature = "shared_memory")]
+ipc_core::conformance_tests!(crate_ring_conformance, crate::ShmRingCrate, Threads);
+
+#[cfg(test)]
+mod tests;

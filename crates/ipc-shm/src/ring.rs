@@ -1,0 +1,536 @@
+//! A single-producer single-consumer ring of variable-size frames in a
+//! shared-memory region.
+//!
+//! Layout: a control block whose parts each sit on their own 128-byte line
+//! pair (so the adjacent-line prefetcher does not make two writers share),
+//! then the data ring. A frame is an 8-byte header word, then the payload,
+//! padded to 8 bytes. The header word carries the frame's position stamp (high
+//! 32 bits) and length (low 32 bits) and is published last with a Release
+//! store: the consumer polls the header of the next frame itself, so an
+//! 8-byte message moves in one cache line and a 64-byte one in two. A frame
+//! that does not fit before the end of the ring is preceded by a wrap marker.
+//!
+//! Blocking uses a futex word per direction in the region (shared futex
+//! operations): a waiter announces itself, re-checks, and sleeps; the other
+//! side pays a load of that flag per message and a wake only when someone
+//! sleeps. Sleeps are bounded, so a peer that died without a word (SIGKILL)
+//! is noticed from its pid within [`LIVENESS_CHECK`].
+
+use std::marker::PhantomData;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc_core::{Error, Result};
+
+use crate::region::{Backend, Region};
+use crate::sys::{futex_wait, futex_wake_all};
+
+/// How often a waiting side checks that its peer process still runs.
+pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
+
+/// Empty polls (`try_recv`) between two checks that the peer still runs.
+const POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
+
+/// How long a producer waiting for room sleeps at most before looking again
+/// (the consumer's wake-up after freeing room is not fenced, to keep a fence
+/// off its path; a rare missed wake-up costs at most this).
+const SPACE_SLEEP: Duration = Duration::from_millis(1);
+
+const MAGIC: u64 = u64::from_le_bytes(*b"ipcshm01");
+const HEADER: u64 = 8;
+const WRAP: u32 = u32::MAX;
+
+#[repr(C, align(128))]
+struct Line<T>(T);
+
+#[repr(C)]
+struct Meta {
+    magic: AtomicU64,
+    capacity: AtomicU64,
+    max_message: AtomicU64,
+}
+
+#[repr(C)]
+struct WaitWord {
+    /// Non-zero while the owner of this word sleeps (or is about to).
+    waiting: AtomicU32,
+    /// The futex: bumped by the other side before a wake.
+    futex: AtomicU32,
+}
+
+#[repr(C)]
+struct Life {
+    producer_pid: AtomicU32,
+    consumer_pid: AtomicU32,
+    producer_closed: AtomicU32,
+    consumer_closed: AtomicU32,
+}
+
+/// The control block at the start of the region.
+#[repr(C)]
+struct Control {
+    meta: Line<Meta>,
+    /// The consumer's position: written per message by the consumer, read
+    /// by the producer only when its cached copy says the ring is full.
+    tail: Line<AtomicU64>,
+    /// The consumer's sleep: read per message by the producer.
+    consumer_wait: Line<WaitWord>,
+    /// The producer's sleep: read per message by the consumer.
+    producer_wait: Line<WaitWord>,
+    life: Line<Life>,
+}
+
+/// Where the data ring starts in the region.
+const DATA_OFFSET: usize = std::mem::size_of::<Control>().next_multiple_of(128);
+
+/// The region's size for a ring of `capacity` bytes.
+pub fn region_len(capacity: usize) -> usize {
+    DATA_OFFSET + capacity
+}
+
+/// The ring in a mapped region, shared by the ends that live in this process.
+pub(crate) struct Ring {
+    region: Region,
+    capacity: u64,
+    max: usize,
+}
+
+impl Ring {
+    fn ctl(&self) -> &Control {
+        // SAFETY: the region is at least DATA_OFFSET long (checked at create
+        // and open), page-aligned, and lives as long as self; Control is made
+        // only of atomics, which may be shared with the other process.
+        unsafe { &*(self.region.as_ptr() as *const Control) }
+    }
+
+    /// The header word at ring offset `off` (8-aligned, inside the ring).
+    fn header(&self, off: u64) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + HEADER <= self.capacity);
+        // SAFETY: off + 8 <= capacity keeps it inside the region; offsets are
+        // multiples of 8 and the ring starts 128-aligned, so the word is
+        // aligned; headers are only ever accessed atomically.
+        unsafe { &*(self.region.as_ptr().add(DATA_OFFSET + off as usize) as *const AtomicU64) }
+    }
+
+    fn data(&self, off: u64) -> *mut u8 {
+        // SAFETY: callers keep off + len within the ring (checked against capacity).
+        unsafe { self.region.as_ptr().add(DATA_OFFSET + off as usize) }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.region.name()
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Makes a fresh ring in a new region.
+    pub(crate) fn create<B: Backend>(method: &str, capacity: usize, max: usize) -> Result<Arc<Ring>> {
+        let region = Region::create::<B>(method, region_len(capacity))?;
+        let ring = Ring {
+            region,
+            capacity: capacity as u64,
+            max,
+        };
+        let ctl = ring.ctl();
+        let me = std::process::id();
+        ctl.meta.0.capacity.store(capacity as u64, Ordering::Relaxed);
+        ctl.meta.0.max_message.store(max as u64, Ordering::Relaxed);
+        ctl.life.0.producer_pid.store(me, Ordering::Relaxed);
+        ctl.life.0.consumer_pid.store(me, Ordering::Relaxed);
+        ctl.meta.0.magic.store(MAGIC, Ordering::Release);
+        Ok(Arc::new(ring))
+    }
+
+    /// Maps the ring another process created.
+    pub(crate) fn open<B: Backend>(name: &str) -> Result<Arc<Ring>> {
+        let region = Region::open::<B>(name)?;
+        if region.len() < DATA_OFFSET {
+            return Err(Error::BadEndpoint(format!("{name} is too small to be a ring")));
+        }
+        let mut ring = Ring {
+            region,
+            capacity: 0,
+            max: 0,
+        };
+        let meta = &ring.ctl().meta.0;
+        if meta.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(Error::BadEndpoint(format!("{name} is not an ipc-showcase ring")));
+        }
+        let capacity = meta.capacity.load(Ordering::Relaxed);
+        let max = meta.max_message.load(Ordering::Relaxed) as usize;
+        if !capacity.is_power_of_two() || region_len(capacity as usize) > ring.region.len() || max as u64 > capacity {
+            return Err(Error::BadEndpoint(format!("{name} has an impossible ring size")));
+        }
+        ring.capacity = capacity;
+        ring.max = max;
+        Ok(Arc::new(ring))
+    }
+
+    fn alive(&self, pid: &AtomicU32) -> bool {
+        match pid.load(Ordering::Acquire) {
+            0 => true, // handed to a process that has not opened it yet
+            p if p == std::process::id() => true,
+            p => ipc_core::sys::process_running(p),
+        }
+    }
+}
+
+/// Announces a sleep on `word`, re-checks `ready`, and sleeps at most `limit`.
+fn sleep_on(word: &WaitWord, limit: Duration, ready: impl Fn() -> bool) {
+    let seq = word.futex.load(Ordering::Acquire);
+    word.waiting.store(1, Ordering::Relaxed);
+    // Pairs with the other side's fence between its publish and its load of
+    // `waiting`: either it sees us waiting, or we see what it published.
+    fence(Ordering::SeqCst);
+    if !ready() {
+        futex_wait(&word.futex, seq, limit);
+    }
+    word.waiting.store(0, Ordering::Relaxed);
+}
+
+/// Wakes the owner of `word` if it sleeps.
+#[inline]
+fn wake(word: &WaitWord) {
+    if word.waiting.load(Ordering::Relaxed) != 0 {
+        word.futex.fetch_add(1, Ordering::Release);
+        futex_wake_all(&word.futex);
+    }
+}
+
+#[inline]
+fn stamp(pos: u64) -> u64 {
+    // Never 0 (positions are multiples of 8), so zeroed memory is no frame;
+    // a frame from an earlier lap has another stamp (capacity < 2^32).
+    ((pos as u32).wrapping_add(1) as u64) << 32
+}
+
+#[inline]
+fn frame_len(len: usize) -> u64 {
+    HEADER + (len as u64).next_multiple_of(8)
+}
+
+/// The producer's end of a ring.
+pub struct ShmSender<B> {
+    ring: Arc<Ring>,
+    head: u64,
+    cached_tail: u64,
+    handed_over: bool,
+    _backend: PhantomData<B>,
+}
+
+/// The consumer's end of a ring.
+pub struct ShmReceiver<B> {
+    ring: Arc<Ring>,
+    tail: u64,
+    buf: Vec<u8>,
+    empty_polls: u32,
+    handed_over: bool,
+    _backend: PhantomData<B>,
+}
+
+impl<B> std::fmt::Debug for ShmSender<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmSender").field("ring", &self.ring.name()).field("head", &self.head).finish()
+    }
+}
+
+impl<B> std::fmt::Debug for ShmReceiver<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmReceiver").field("ring", &self.ring.name()).field("tail", &self.tail).finish()
+    }
+}
+
+/// The two ends of a fresh ring.
+pub(crate) fn ends<B: Backend>(ring: Arc<Ring>) -> (ShmSender<B>, ShmReceiver<B>) {
+    (ShmSender::attach(Arc::clone(&ring), false), ShmReceiver::attach(ring, false))
+}
+
+impl<B: Backend> ShmSender<B> {
+    pub(crate) fn attach(ring: Arc<Ring>, announce: bool) -> Self {
+        if announce {
+            ring.ctl().life.0.producer_pid.store(std::process::id(), Ordering::Release);
+        }
+        ShmSender {
+            ring,
+            head: 0,
+            cached_tail: 0,
+            handed_over: false,
+            _backend: PhantomData,
+        }
+    }
+
+    /// Gives this end to another process: its pid is unknown until it opens the ring.
+    pub(crate) fn hand_over(mut self) -> Result<Arc<Ring>> {
+        if self.head != 0 {
+            return Err(Error::BadEndpoint("a ring end must be handed over before its first send".into()));
+        }
+        self.handed_over = true;
+        self.ring.ctl().life.0.producer_pid.store(0, Ordering::Release);
+        Ok(Arc::clone(&self.ring))
+    }
+
+    /// Waits until `need` bytes are free after `head`, or says why not.
+    fn make_room(&mut self, need: u64, block: bool) -> Result<()> {
+        let ring = &*self.ring;
+        let ctl = ring.ctl();
+        let free = |tail: u64| ring.capacity - (self.head - tail);
+        if free(self.cached_tail) >= need {
+            return Ok(());
+        }
+        let mut spins = 0u32;
+        let mut since = Instant::now();
+        loop {
+            self.cached_tail = ctl.tail.0.load(Ordering::Acquire);
+            if free(self.cached_tail) >= need {
+                return Ok(());
+            }
+            if ctl.life.0.consumer_closed.load(Ordering::Acquire) != 0 {
+                return Err(Error::Disconnected);
+            }
+            if !block {
+                return Err(Error::Full);
+            }
+            if spins < 1000 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let head = self.head;
+            sleep_on(&ctl.producer_wait.0, SPACE_SLEEP, || {
+                ring.capacity - (head - ctl.tail.0.load(Ordering::Acquire)) >= need
+            });
+            if since.elapsed() >= LIVENESS_CHECK {
+                if !ring.alive(&ctl.life.0.consumer_pid) {
+                    return Err(Error::Disconnected);
+                }
+                since = Instant::now();
+            }
+        }
+    }
+
+    fn put(&mut self, msg: &[u8], block: bool) -> Result<()> {
+        let ring = &*self.ring;
+        if msg.len() > ring.max {
+            return Err(Error::TooLarge {
+                len: msg.len(),
+                max: ring.max,
+            });
+        }
+        if ring.ctl().life.0.consumer_closed.load(Ordering::Relaxed) != 0 {
+            return Err(Error::Disconnected);
+        }
+        let frame = frame_len(msg.len());
+        let mut off = self.head & (ring.capacity - 1);
+        let to_end = ring.capacity - off;
+        let wraps = frame > to_end;
+        self.make_room(if wraps { to_end + frame } else { frame }, block)?;
+        let ring = &*self.ring;
+        if wraps {
+            ring.header(off).store(stamp(self.head) | WRAP as u64, Ordering::Release);
+            self.head += to_end;
+            off = 0;
+        }
+        // SAFETY: make_room guaranteed that [off, off + frame) is free: the
+        // consumer has moved past it and will not read it before the header
+        // below is published. The source is the caller's slice.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.data(off + HEADER), msg.len()) };
+        ring.header(off).store(stamp(self.head) | msg.len() as u64, Ordering::Release);
+        self.head += frame;
+        // Pairs with the fence in `sleep_on`: a consumer about to sleep either
+        // sees this header or is seen waiting here.
+        fence(Ordering::SeqCst);
+        wake(&ring.ctl().consumer_wait.0);
+        Ok(())
+    }
+}
+
+impl<B: Backend> ipc_core::Sender for ShmSender<B> {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.put(msg, true)
+    }
+
+    fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.put(msg, false)
+    }
+
+    fn max_message(&self) -> usize {
+        self.ring.max
+    }
+}
+
+impl<B> Drop for ShmSender<B> {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            let ctl = self.ring.ctl();
+            ctl.life.0.producer_closed.store(1, Ordering::Release);
+            fence(Ordering::SeqCst);
+            wake(&ctl.consumer_wait.0);
+        }
+    }
+}
+
+/// What the next frame holds.
+enum Next {
+    Message,
+    Empty,
+}
+
+impl<B: Backend> ShmReceiver<B> {
+    pub(crate) fn attach(ring: Arc<Ring>, announce: bool) -> Self {
+        if announce {
+            ring.ctl().life.0.consumer_pid.store(std::process::id(), Ordering::Release);
+        }
+        let max = ring.max;
+        ShmReceiver {
+            ring,
+            tail: 0,
+            buf: Vec::with_capacity(max.min(1 << 16)),
+            empty_polls: 0,
+            handed_over: false,
+            _backend: PhantomData,
+        }
+    }
+
+    /// Gives this end to another process: its pid is unknown until it opens the ring.
+    pub(crate) fn hand_over(mut self) -> Result<Arc<Ring>> {
+        if self.tail != 0 {
+            return Err(Error::BadEndpoint("a ring end must be handed over before its first receive".into()));
+        }
+        self.handed_over = true;
+        self.ring.ctl().life.0.consumer_pid.store(0, Ordering::Release);
+        Ok(Arc::clone(&self.ring))
+    }
+
+    /// Whether a frame is published at the consumer's position.
+    #[inline]
+    fn ready(ring: &Ring, tail: u64) -> bool {
+        let h = ring.header(tail & (ring.capacity - 1)).load(Ordering::Acquire);
+        h & !0xffff_ffff == stamp(tail)
+    }
+
+    /// Copies the next message into `buf`, if there is one.
+    #[inline]
+    fn take(&mut self) -> Result<Next> {
+        let ring = &*self.ring;
+        loop {
+            let off = self.tail & (ring.capacity - 1);
+            let h = ring.header(off).load(Ordering::Acquire);
+            if h & !0xffff_ffff != stamp(self.tail) {
+                let life = &ring.ctl().life.0;
+                if life.producer_closed.load(Ordering::Acquire) != 0 && !Self::ready(ring, self.tail) {
+                    return Err(Error::Disconnected);
+                }
+                return Ok(Next::Empty);
+            }
+            let len = h as u32;
+            if len == WRAP {
+                self.tail += ring.capacity - off;
+                continue;
+            }
+            let len = len as usize;
+            if len > ring.max || off + frame_len(len) > ring.capacity {
+                return Err(Error::Corrupt(format!(
+                    "frame of {len} bytes at ring offset {off} does not fit (maximum {}, ring {} bytes)",
+                    ring.max, ring.capacity
+                )));
+            }
+            self.buf.clear();
+            self.buf.reserve(len);
+            // SAFETY: the header was published (Acquire) after the payload was
+            // written, and the producer does not touch [off, off + frame)
+            // until the tail below moves past it; the destination has room
+            // for len bytes (reserved above) and is ours alone.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
+                self.buf.set_len(len);
+            }
+            self.tail += frame_len(len);
+            ring.ctl().tail.0.store(self.tail, Ordering::Release);
+            wake(&ring.ctl().producer_wait.0);
+            self.empty_polls = 0;
+            return Ok(Next::Message);
+        }
+    }
+
+    fn producer_alive(&self) -> bool {
+        self.ring.alive(&self.ring.ctl().life.0.producer_pid)
+    }
+
+    /// Waits for a message until `deadline` (`None`: no limit).
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let mut since = Instant::now();
+        loop {
+            if let Next::Message = self.take()? {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout);
+            }
+            let limit = deadline.map_or(LIVENESS_CHECK, |d| (d - now).min(LIVENESS_CHECK));
+            let (ring, tail) = (&*self.ring, self.tail);
+            let closed = &ring.ctl().life.0.producer_closed;
+            sleep_on(&ring.ctl().consumer_wait.0, limit, || {
+                Self::ready(ring, tail) || closed.load(Ordering::Acquire) != 0
+            });
+            if since.elapsed() >= LIVENESS_CHECK {
+                if !self.producer_alive() {
+                    return match self.take()? {
+                        Next::Message => Ok(()),
+                        Next::Empty => Err(Error::Disconnected),
+                    };
+                }
+                since = Instant::now();
+            }
+        }
+    }
+}
+
+impl<B: Backend> ipc_core::Receiver for ShmReceiver<B> {
+    fn recv(&mut self) -> Result<&[u8]> {
+        self.wait(None)?;
+        Ok(&self.buf)
+    }
+
+    fn try_recv(&mut self) -> Result<&[u8]> {
+        match self.take()? {
+            Next::Message => Ok(&self.buf),
+            Next::Empty => {
+                self.empty_polls += 1;
+                if self.empty_polls >= POLLS_PER_LIVENESS_CHECK {
+                    self.empty_polls = 0;
+                    if !self.producer_alive() {
+                        return match self.take()? {
+                            Next::Message => Ok(&self.buf),
+                            Next::Empty => Err(Error::Disconnected),
+                        };
+                    }
+                }
+                Err(Error::Empty)
+            }
+        }
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]> {
+        self.wait(Some(Instant::now() + timeout))?;
+        Ok(&self.buf)
+    }
+
+    fn max_message(&self) -> usize {
+        self.ring.max
+    }
+}
+
+impl<B> Drop for ShmReceiver<B> {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            let ctl = self.ring.ctl();
+            ctl.life.0.consumer_closed.store(1, Ordering::Release);
+            fence(Ordering::SeqCst);
+            wake(&ctl.producer_wait.0);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The ring's own checks: wrap-around at every offset class, random sizes,
+//! corrupt frames, a dead peer.
+
+use std::time::Duration;
+
+use ipc_core::{Error, Mode, Options, Receiver, Sender, Transport};
+
+use crate::{ring_capacity, ShmRing};
+
+fn small_ring(max: usize) -> Options {
+    Options::default().max_message(max).capacity(0)
+}
+
+#[test]
+fn the_ring_size_holds_two_of_the_largest_frames() {
+    assert_eq!(ring_capacity(&small_ring(100)), 256);
+    assert_eq!(ring_capacity(&Options::default()), 4 << 20);
+    assert!(ring_capacity(&Options::default().capacity(5000).max_message(8)).is_power_of_two());
+}
+
+#[test]
+fn wrap_around_at_every_offset_class_loses_nothing() {
+    // A 256-byte ring and messages whose frames take 8..=112 bytes: over
+    // many laps the wrap point falls at every 8-byte offset, with and
+    // without a wrap marker.
+    let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &small_ring(100)).expect("ring");
+    let mut offsets = std::collections::BTreeSet::new();
+    let mut wraps = 0;
+    let mut pos = 0u64;
+    let mut rng = fastrand_like(3);
+    for i in 0..20_000usize {
+        let len = (rng() % 101) as usize;
+        let msg: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+        tx.send(&msg).expect("send");
+        assert_eq!(rx.recv().expect("recv"), &msg[..], "message {i}");
+        offsets.insert(pos % 256);
+        let frame = 8 + len.next_multiple_of(8) as u64;
+        if pos % 256 + frame > 256 {
+            pos += 256 - pos % 256;
+            wraps += 1;
+        }
+        pos += frame;
+    }
+    assert_eq!(offsets.len(), 32, "every 8-byte offset class of the ring was a frame start");
+    assert!(wraps > 1000, "the wrap marker was used {wraps} times");
+}
+
+#[test]
+fn a_hundred_thousand_random_sizes_across_threads() {
+    let max = 4096;
+    let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &Options::default().max_message(max).capacity(16 << 10))
+        .expect("ring");
+    let producer = std::thread::spawn(move || {
+        let mut rng = fastrand_like(7);
+        for i in 0..100_000u64 {
+            let len = (rng() % (max as u64 + 1)) as usize;
+            let mut msg = vec![(i % 251) as u8; len];
+            if len >= 8 {
+                msg[..8].copy_from_slice(&i.to_le_bytes());
+            }
+            tx.send(&msg).expect("send");
+        }
+    });
+    let mut rng = fastrand_like(7);
+    for i in 0..100_000u64 {
+        let len = (rng() % (max as u64 + 1)) as usize;
+        let got = rx.recv().expect("recv");
+        assert_eq!(got.len(), len, "message {i}");
+        if len >= 8 {
+            assert_eq!(&got[..8], &i.to_le_bytes(), "message {i} out of order");
+        }
+        assert!(got[8.min(len)..].iter().all(|&b| b == (i % 251) as u8), "message {i} corrupt");
+    }
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    producer.join().expect("producer");
+}
+
+/// A tiny deterministic generator, so both sides draw the same sizes.
+fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+#[test]
+fn a_full_ring_is_full_for_try_send() {
+    let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &small_ring(100)).expect("ring");
+    let mut sent = 0;
+    while tx.try_send(&[1; 100]).is_ok() {
+        sent += 1;
+    }
+    assert!(matches!(tx.try_send(&[1; 100]), Err(Error::Full)));
+    assert!(sent >= 1);
+    for _ in 0..sent {
+        assert_eq!(rx.try_recv().expect("a sent message"), &[1; 100]);
+    }
+    tx.try_send(&[2; 100]).expect("room again");
+}
+
+#[test]
+fn a_blocked_receiver_wakes_for_a_message_from_another_thread() {
+    let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &Options::default()).expect("ring");
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(b"late").expect("send");
+        tx
+    });
+    assert_eq!(rx.recv().expect("recv"), b"late");
+    drop(sender.join());
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn a_blocked_sender_wakes_when_the_receiver_makes_room() {
+    let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &small_ring(100)).expect("ring");
+    while tx.try_send(&[3; 100]).is_ok() {}
+    let receiver = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        while rx.try_recv().is_ok() {}
+        rx
+    });
+    tx.send(&[4; 100]).expect("send waits for room");
+    let mut rx = receiver.join().expect("receiver");
+    assert_eq!(rx.recv().expect("recv"), &[4; 100]);
+}

@@ -1,0 +1,131 @@
+//! The floors under `ipc-shm`, measured beside it in one run:
+//!
+//! - latency: two threads ping-ponging one 8-byte atomic on its own cache
+//!   line, timed one round trip per sample like the harness (the cheapest
+//!   possible exchange between two cores), next to `ipc-shm pingpong --wait
+//!   spin --batch 1` in process mode at 8 and 64 bytes;
+//! - bandwidth: single-core `memcpy` of 64 KiB messages out of a ring-sized
+//!   buffer, next to `ipc-shm stream` at 64 KiB with `--verify seq` and `full`.
+//!
+//! ```text
+//! cargo run --release --example shm_floor
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc_core::Mode;
+use ipc_harness::{Batch, Entry, RunConfig, Verify, Wait};
+
+const COUNT: u64 = 200_000;
+const WARMUP: u64 = 10_000;
+
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+/// Round trips of one atomic between two spinning threads: the floor.
+fn atomic_floor() -> Vec<u64> {
+    let line = Arc::new(Line(AtomicU64::new(0)));
+    let other = Arc::clone(&line);
+    let echo = std::thread::spawn(move || {
+        let mut expect = 1u64;
+        loop {
+            let v = other.0.load(Ordering::Acquire);
+            if v == u64::MAX {
+                return;
+            }
+            if v == expect {
+                other.0.store(v + 1, Ordering::Release);
+                expect += 2;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    let mut samples = Vec::with_capacity(COUNT as usize);
+    let mut v = 1u64;
+    for i in 0..WARMUP + COUNT {
+        let t0 = Instant::now();
+        line.0.store(v, Ordering::Release);
+        while line.0.load(Ordering::Acquire) != v + 1 {
+            std::hint::spin_loop();
+        }
+        let t = t0.elapsed().as_nanos() as u64;
+        v += 2;
+        if i >= WARMUP {
+            samples.push(t);
+        }
+    }
+    line.0.store(u64::MAX, Ordering::Release);
+    echo.join().expect("echo thread");
+    samples.sort_unstable();
+    samples
+}
+
+fn config(size: usize, count: u64, wait: Wait, verify: Verify) -> RunConfig {
+    RunConfig {
+        mode: Mode::Process,
+        wait,
+        size,
+        count,
+        warmup: WARMUP.min(count),
+        batch: Batch::Fixed(1),
+        pin: None,
+        peer_timeout: Duration::from_secs(5),
+        verify,
+        interval: Duration::ZERO,
+        capacity: None,
+    }
+}
+
+/// Single-core memcpy bandwidth, 64 KiB at a time out of a 4 MiB buffer (the
+/// ring's size) into a 64 KiB one, as the consumer copies.
+fn memcpy_bandwidth() -> f64 {
+    let src = vec![7u8; 4 << 20];
+    let chunk = 64 << 10;
+    let mut dst = vec![0u8; chunk];
+    let chunks = src.len() / chunk;
+    let rounds = 20_000;
+    let t0 = Instant::now();
+    for i in 0..rounds {
+        let from = (i % chunks) * chunk;
+        dst.copy_from_slice(&src[from..from + chunk]);
+        std::hint::black_box(&mut dst);
+    }
+    (rounds * chunk) as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let shm = Entry::of::<ipc_shm::ShmRing>();
+    ipc_harness::run_peer_if_asked(&[shm]);
+
+    let floor = atomic_floor();
+    let floor_p50 = floor[floor.len() / 2];
+    println!("{{\"name\":\"atomic ping-pong between two threads (floor)\",\"p50_ns\":{floor_p50},\"p99_ns\":{}}}", floor[floor.len() * 99 / 100]);
+    for size in [8, 64] {
+        match (shm.pingpong)(&config(size, COUNT, Wait::Spin, Verify::Full)) {
+            Ok(r) => println!(
+                "{{\"name\":\"ipc-shm pingpong --wait spin --size {size}\",\"p50_ns\":{},\"p99_ns\":{},\"x_floor\":{:.2}}}",
+                r.rtt.p50,
+                r.rtt.p99,
+                r.rtt.p50 as f64 / floor_p50 as f64
+            ),
+            Err(e) => println!("{{\"name\":\"ipc-shm --size {size}\",\"error\":\"{e}\"}}"),
+        }
+    }
+
+    let memcpy = memcpy_bandwidth();
+    println!("{{\"name\":\"memcpy 64 KiB, one core\",\"bytes_per_s\":{memcpy:.0}}}");
+    for verify in [Verify::Seq, Verify::Full] {
+        match (shm.stream)(&config(64 << 10, 20_000, Wait::Block, verify)) {
+            Ok(r) => println!(
+                "{{\"name\":\"ipc-shm stream --size 65536 --verify {}\",\"bytes_per_s\":{:.0},\"x_memcpy\":{:.2}}}",
+                verify.as_str(),
+                r.bytes_per_s,
+                r.bytes_per_s / memcpy
+            ),
+            Err(e) => println!("{{\"name\":\"ipc-shm stream\",\"error\":\"{e}\"}}"),
+        }
+    }
+}
