@@ -162,6 +162,7 @@ fn harness(entry: Entry, mode: ipc_core::Mode, wait: Wait) -> String {
         peer_timeout: Duration::from_secs(5),
         verify: Verify::Full,
         interval: Duration::ZERO,
+        spin: ipc_harness::wait::HYBRID_SPIN,
         capacity: None,
     };
     match (entry.pingpong)(&cfg) {

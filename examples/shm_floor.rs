@@ -75,6 +75,7 @@ fn config(size: usize, count: u64, wait: Wait, verify: Verify) -> RunConfig {
         peer_timeout: Duration::from_secs(5),
         verify,
         interval: Duration::ZERO,
+        spin: ipc_harness::wait::HYBRID_SPIN,
         capacity: None,
     }
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -154,43 +153,15 @@ fn the_demo_shows_every_task_in_order() {
     }
 }
 
-/// Starts a stream long enough to be interrupted, and its peer.
-fn long_stream(tmp: &TempDir, variant: &str) -> (std::process::Child, u32) {
-    let child = command(
-        BIN,
-        tmp,
-        &[
-            "stream",
-            "--variant",
-            variant,
-            "--count",
-            "1000000000",
-            "--verify",
-            "seq",
-            "--peer-timeout",
-            "2",
-        ],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("start ipc-pipes");
-    let peer = wait_for_child(child.id(), Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
-    (child, peer)
-}
-
-fn stderr_of(child: std::process::Child) -> String {
-    let out = child.wait_with_output().expect("collect output");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn long_pipe_stream(tmp: &TempDir, variant: &str) -> (std::process::Child, u32) {
+    long_stream(BIN, tmp, &["--variant", variant])
 }
 
 #[test]
 fn a_killed_peer_ends_the_run_with_exit_code_3_and_says_so() {
     for variant in variants() {
         let tmp = TempDir::new("peerkill");
-        let (mut child, peer) = long_stream(&tmp, variant);
+        let (mut child, peer) = long_pipe_stream(&tmp, variant);
         signal(peer, libc::SIGKILL);
         let started = Instant::now();
         let status = wait_bounded(&mut child, Duration::from_secs(20));
@@ -218,7 +189,7 @@ fn a_killed_peer_ends_the_run_with_exit_code_3_and_says_so() {
 fn a_killed_parent_leaves_no_orphan_and_clean_removes_its_fifos() {
     for variant in variants() {
         let tmp = TempDir::new("parentkill");
-        let (mut child, peer) = long_stream(&tmp, variant);
+        let (mut child, peer) = long_pipe_stream(&tmp, variant);
         signal(child.id(), libc::SIGKILL);
         let _ = wait_bounded(&mut child, Duration::from_secs(10));
         assert!(
@@ -245,7 +216,7 @@ fn a_killed_parent_leaves_no_orphan_and_clean_removes_its_fifos() {
 fn ctrl_c_removes_everything_and_stops_the_peer() {
     for variant in variants() {
         let tmp = TempDir::new("sigint");
-        let (mut child, peer) = long_stream(&tmp, variant);
+        let (mut child, peer) = long_pipe_stream(&tmp, variant);
         signal(child.id(), libc::SIGINT);
         let status =
             wait_bounded(&mut child, Duration::from_secs(10)).expect("still running after Ctrl-C");

@@ -131,6 +131,26 @@ pub fn wait_for_child(pid: u32, limit: Duration) -> u32 {
     panic!("process {pid} started no peer within {limit:?}");
 }
 
+/// Waits up to `limit` for process `pid` to run a thread named `name` (a
+/// peer has its handlers in place once its "peer-signals" thread runs).
+pub fn wait_for_thread(pid: u32, name: &str, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let found = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten().any(|t| {
+                    std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+                })
+            })
+            .unwrap_or(false);
+        if found {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("process {pid} has no thread {name:?} after {limit:?}");
+}
+
 /// Waits up to `limit` for `pid` to be gone.
 pub fn wait_gone(pid: u32, limit: Duration) -> bool {
     let start = Instant::now();
@@ -168,4 +188,35 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// Starts `bin stream <args>` long enough to be interrupted, and waits for
+/// its peer; returns both.
+pub fn long_stream(bin: &str, tmp: &TempDir, args: &[&str]) -> (Child, u32) {
+    let mut all = vec![
+        "stream",
+        "--count",
+        "1000000000",
+        "--verify",
+        "seq",
+        "--peer-timeout",
+        "2",
+    ];
+    all.extend_from_slice(args);
+    let child = command(bin, tmp, &all)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let peer = wait_for_child(child.id(), Duration::from_secs(10));
+    wait_for_thread(peer, "peer-signals", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    (child, peer)
+}
+
+/// What a finished child wrote on stderr.
+pub fn stderr_of(child: Child) -> String {
+    let out = child.wait_with_output().expect("collect output");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

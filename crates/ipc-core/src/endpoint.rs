@@ -119,10 +119,21 @@ impl Endpoint {
 ///
 /// Drop it (or call [`Handover::close`]) after spawning, to close the
 /// parent's copies of the child's fds; otherwise an EOF would never come.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Handover {
     fds: Vec<OwnedFd>,
     keep: Vec<Box<dyn std::any::Any>>,
+    death_signal: i32,
+}
+
+impl Default for Handover {
+    fn default() -> Self {
+        Handover {
+            fds: Vec::new(),
+            keep: Vec::new(),
+            death_signal: libc::SIGKILL,
+        }
+    }
 }
 
 impl Handover {
@@ -145,22 +156,31 @@ impl Handover {
         self.keep.push(Box::new(guard));
     }
 
+    /// The signal the child gets when this process exits (`PR_SET_PDEATHSIG`):
+    /// SIGKILL by default; a child that handles SIGTERM can say why it stops.
+    #[must_use]
+    pub fn death_signal(mut self, signal: i32) -> Self {
+        self.death_signal = signal;
+        self
+    }
+
     /// The fds the child inherits.
     pub fn fds(&self) -> Vec<RawFd> {
         self.fds.iter().map(|fd| fd.as_raw_fd()).collect()
     }
 
     /// Sets up `cmd` so that, in the child only, the handed-over fds survive
-    /// exec, and the child is killed when this process exits (and exits at
-    /// once if this process is already gone).
+    /// exec, and the child gets the death signal when this process exits (and
+    /// exits at once if this process is already gone).
     pub fn configure(&self, cmd: &mut Command) {
         let fds = self.fds();
         let parent = std::process::id();
+        let signal = self.death_signal;
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe calls (fcntl, prctl, getppid, _exit) on
         // values captured before the fork; it allocates nothing.
         unsafe {
-            cmd.pre_exec(move || crate::sys::prepare_child(&fds, parent));
+            cmd.pre_exec(move || crate::sys::prepare_child(&fds, parent, signal));
         }
     }
 

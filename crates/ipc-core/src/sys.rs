@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use crate::error::{Error, Result};
 
 /// In the forked child, before exec: keeps `fds` open across exec, asks the
-/// kernel to kill the child when its parent exits, and exits at once when the
-/// parent (pid `parent`) already died between fork and prctl.
-pub(crate) fn prepare_child(fds: &[RawFd], parent: u32) -> std::io::Result<()> {
+/// kernel to send `signal` to the child when its parent exits, and exits at
+/// once when the parent (pid `parent`) already died between fork and prctl.
+pub(crate) fn prepare_child(fds: &[RawFd], parent: u32, signal: i32) -> std::io::Result<()> {
     for &fd in fds {
         // SAFETY: fcntl on an fd number only changes its flags; an fd that
         // is not open yields EBADF, which we report.
@@ -17,7 +17,7 @@ pub(crate) fn prepare_child(fds: &[RawFd], parent: u32) -> std::io::Result<()> {
         }
     }
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == -1 {
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) } == -1 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: getppid cannot fail; _exit is async-signal-safe and ends the

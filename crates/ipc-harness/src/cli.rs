@@ -68,6 +68,9 @@ pub struct Common {
     /// Seconds to wait for a silent or dying peer before giving up.
     #[arg(long, value_name = "S", default_value_t = 5.0)]
     pub peer_timeout: f64,
+    /// Microseconds `--wait hybrid` polls before it sleeps.
+    #[arg(long, value_name = "US", default_value_t = crate::wait::HYBRID_SPIN.as_micros() as u64)]
+    pub spin_us: u64,
 }
 
 /// Options of a measurement.
@@ -235,6 +238,7 @@ pub fn config(mode: Mode, wait: Wait, common: &Common) -> RunConfig {
         peer_timeout: Duration::from_secs_f64(common.peer_timeout),
         verify: Verify::Full,
         interval: Duration::ZERO,
+        spin: Duration::from_micros(common.spin_us),
         capacity: None,
     }
 }

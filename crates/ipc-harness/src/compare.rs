@@ -153,6 +153,7 @@ fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
             wait: None,
             pin: args.pin,
             peer_timeout: args.peer_timeout,
+            spin_us: crate::wait::HYBRID_SPIN.as_micros() as u64,
         };
         let mut cfg = config(mode, wait, &common);
         cfg.size = size;

@@ -39,6 +39,8 @@ pub struct PeerSpec {
     pub role: Role,
     /// How the peer waits.
     pub wait: Wait,
+    /// How long the peer's `hybrid` wait polls, in nanoseconds.
+    pub spin_ns: u64,
     /// The endpoint token of the channel the peer receives on.
     pub forward: String,
     /// The endpoint token of the channel the peer answers on.
@@ -71,6 +73,8 @@ pub fn spawn(
     let (lifeline_read, lifeline_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| ipc_core::Error::sys("create the lifeline pipe", e))?;
     spec.lifeline = handover.add_fd(lifeline_read);
+    // SIGTERM rather than SIGKILL: the peer handles it and says why it stops.
+    let handover = handover.death_signal(libc::SIGTERM);
     let exe =
         std::env::current_exe().map_err(|e| ipc_core::Error::io("find this executable", e))?;
     let json = serde_json::to_string(&spec).map_err(|e| HarnessError::Other(e.to_string()))?;
@@ -172,12 +176,34 @@ impl ChildPeer {
     }
 }
 
-/// In the peer: exits (code 3) as soon as the parent is gone, seen as EOF
-/// on the lifeline or a changed parent pid.
+fn parent_gone(parent: u32) -> ! {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::AcqRel) {
+        eprintln!("peer: the parent process (pid {parent}) is gone; exiting");
+    }
+    std::process::exit(3);
+}
+
+/// In the peer: exits (code 3, saying so) as soon as the parent is gone,
+/// seen as EOF on the lifeline, the death signal (SIGTERM) or a changed
+/// parent pid; exits quietly on Ctrl-C.
 pub fn watch_parent(spec: &PeerSpec) {
-    if nix::unistd::getppid().as_raw() as u32 != spec.parent {
-        eprintln!("peer: the parent process is already gone; exiting");
-        std::process::exit(3);
+    let parent = spec.parent;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        parent_gone(parent);
+    }
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        let _ = std::thread::Builder::new()
+            .name("peer-signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    if nix::unistd::getppid().as_raw() as u32 != parent {
+                        parent_gone(parent);
+                    }
+                    std::process::exit(128 + sig);
+                }
+            });
     }
     let mut endpoint = ipc_core::Endpoint::default();
     endpoint.fds = vec![spec.lifeline];
@@ -190,7 +216,6 @@ pub fn watch_parent(spec: &PeerSpec) {
             let mut byte = [0u8; 1];
             // Blocks until the parent's end closes (EOF) or fails.
             while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&lifeline, &mut byte) {}
-            eprintln!("peer: the parent process is gone; exiting");
-            std::process::exit(3);
+            parent_gone(parent);
         });
 }

@@ -49,6 +49,8 @@ pub struct RunConfig {
     pub verify: Verify,
     /// The demo's pause between tasks.
     pub interval: Duration,
+    /// How long `--wait hybrid` polls before it blocks.
+    pub spin: Duration,
     /// Bytes the channel may hold in flight, where the transport lets us
     /// choose (a ring's size, a pipe's buffer); `None`: its default.
     pub capacity: Option<usize>,
@@ -289,6 +291,7 @@ where
             entry: format!("{}/{}", T::NAME, T::VARIANT),
             role,
             wait,
+            spin_ns: cfg.spin.as_nanos() as u64,
             forward: forward.to_token(),
             back: back.to_token(),
             pin,
@@ -367,6 +370,7 @@ fn with_link<T: Transport, R>(
     body: impl FnOnce(&mut T::Sender, &mut T::Receiver) -> Result<R>,
 ) -> Result<R> {
     check_pin(cfg)?;
+    crate::wait::set_spin_budget(cfg.spin);
     let mut link = connect(cfg, role)?;
     match body(&mut link.tx, &mut link.rx) {
         Ok(r) => link.finish().map(|()| r),

@@ -1,6 +1,7 @@
 //! The ways a receiver waits, implemented once for every transport over
 //! `recv` and `try_recv`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ipc_core::{Error, Receiver};
@@ -21,11 +22,28 @@ pub enum Wait {
     Resume,
 }
 
-/// How long `hybrid` polls before it blocks. A round trip in flight on this
-/// kind of machine takes a few microseconds when both sides are awake, and a
-/// wake-up from a halted CPU 35-40 us: 50 us of polling keeps a running
-/// exchange awake without burning CPU when the channel goes quiet.
+/// How long `hybrid` polls before it blocks, by default. A round trip in
+/// flight on this kind of machine takes a few microseconds when both sides
+/// are awake, and a wake-up from a halted CPU 35-40 us: 50 us of polling keeps
+/// a running exchange awake without burning CPU when the channel goes quiet.
 pub const HYBRID_SPIN: Duration = Duration::from_micros(50);
+
+/// The budget `hybrid` polls for in this process, in nanoseconds.
+static SPIN_BUDGET_NS: AtomicU64 = AtomicU64::new(HYBRID_SPIN.as_nanos() as u64);
+
+/// Sets how long `hybrid` polls before it blocks, for this process (the
+/// command line's `--spin-us`; the peer process gets the same).
+pub fn set_spin_budget(budget: Duration) {
+    SPIN_BUDGET_NS.store(
+        budget.as_nanos().min(u64::MAX as u128) as u64,
+        Ordering::Relaxed,
+    );
+}
+
+/// How long `hybrid` polls before it blocks, in this process.
+pub fn spin_budget() -> Duration {
+    Duration::from_nanos(SPIN_BUDGET_NS.load(Ordering::Relaxed))
+}
 
 impl Wait {
     /// The name on the command line and in JSON.
@@ -60,6 +78,7 @@ impl Wait {
                 }
             },
             Wait::Hybrid => {
+                let budget = spin_budget();
                 let start = Instant::now();
                 let mut polls = 0u32;
                 loop {
@@ -70,7 +89,7 @@ impl Wait {
                     }
                     polls = polls.wrapping_add(1);
                     // Read the clock only every 16 polls: it costs more than a poll.
-                    if polls % 16 == 0 && start.elapsed() >= HYBRID_SPIN {
+                    if polls % 16 == 0 && start.elapsed() >= budget {
                         return rx.recv().map(f);
                     }
                     std::hint::spin_loop();

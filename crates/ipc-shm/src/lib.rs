@@ -68,7 +68,10 @@ pub type ShmRingCrate = Shm<Crate>;
 /// the largest frames.
 pub fn ring_capacity(opts: &Options) -> usize {
     let largest_frame = opts.max_message.next_multiple_of(8) + 8;
-    opts.capacity.unwrap_or(DEFAULT_RING).max(2 * largest_frame).next_power_of_two()
+    opts.capacity
+        .unwrap_or(DEFAULT_RING)
+        .max(2 * largest_frame)
+        .next_power_of_two()
 }
 
 impl<B: Backend> Transport for Shm<B> {
@@ -100,12 +103,18 @@ impl<B: Backend> Transport for Shm<B> {
 
     fn open_sender(ep: &Endpoint) -> Result<ShmSender<B>> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        Ok(ShmSender::attach(ring::Ring::open::<B>(endpoint_name(ep)?)?, true))
+        Ok(ShmSender::attach(
+            ring::Ring::open::<B>(endpoint_name(ep)?)?,
+            true,
+        ))
     }
 
     fn open_receiver(ep: &Endpoint) -> Result<ShmReceiver<B>> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        Ok(ShmReceiver::attach(ring::Ring::open::<B>(endpoint_name(ep)?)?, true))
+        Ok(ShmReceiver::attach(
+            ring::Ring::open::<B>(endpoint_name(ep)?)?,
+            true,
+        ))
     }
 
     fn clean() -> Result<CleanReport> {

@@ -60,7 +60,10 @@ unsafe impl Sync for Region {}
 
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Region").field("name", &self.name).field("len", &self.map.len).finish()
+        f.debug_struct("Region")
+            .field("name", &self.name)
+            .field("len", &self.map.len)
+            .finish()
     }
 }
 
@@ -119,7 +122,8 @@ impl Region {
 
 fn check_owner(name: &str) -> Result<()> {
     let path = Path::new(SHM_DIR).join(name.trim_start_matches('/'));
-    let meta = std::fs::metadata(&path).map_err(|e| Error::io(format!("open the shared memory {name}"), e))?;
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| Error::io(format!("open the shared memory {name}"), e))?;
     // SAFETY: geteuid cannot fail and touches no memory.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
@@ -134,7 +138,12 @@ fn check_owner(name: &str) -> Result<()> {
 /// Removes the regions of `method` whose creators are dead.
 pub fn clean(method: &str) -> Result<CleanReport> {
     names::clean_dir(Path::new(SHM_DIR), method, |p| {
-        let name = format!("/{}", p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let name = format!(
+            "/{}",
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
         Resource::Shm(name).remove()
     })
 }
@@ -160,12 +169,20 @@ impl Drop for NativeMap {
 }
 
 fn map_fd(fd: impl AsFd, len: usize, name: &str) -> Result<Mapping> {
-    let size = std::num::NonZeroUsize::new(len).ok_or_else(|| Error::BadEndpoint(format!("{name} is empty")))?;
+    let size = std::num::NonZeroUsize::new(len)
+        .ok_or_else(|| Error::BadEndpoint(format!("{name} is empty")))?;
     // SAFETY: a fresh shared mapping of a shm fd at no fixed address cannot
     // alias any Rust object; the memory is only reached through the ring's
     // atomics and copies.
     let ptr = unsafe {
-        nix::sys::mman::mmap(None, size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, fd, 0)
+        nix::sys::mman::mmap(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            fd,
+            0,
+        )
     }
     .map_err(|e| Error::sys(format!("map the shared memory {name}"), e))?;
     let ptr = ptr.cast::<u8>();
@@ -177,10 +194,13 @@ fn map_fd(fd: impl AsFd, len: usize, name: &str) -> Result<Mapping> {
 }
 
 fn allocate(fd: &OwnedFd, len: usize, name: &str) -> Result<()> {
-    nix::unistd::ftruncate(fd, len as libc::off_t).map_err(|e| Error::sys(format!("size the shared memory {name}"), e))?;
+    nix::unistd::ftruncate(fd, len as libc::off_t)
+        .map_err(|e| Error::sys(format!("size the shared memory {name}"), e))?;
     nix::fcntl::posix_fallocate(fd, 0, len as libc::off_t).map_err(|e| {
         Error::sys(
-            format!("reserve {len} bytes of shared memory for {name} (is /dev/shm full or too small?)"),
+            format!(
+                "reserve {len} bytes of shared memory for {name} (is /dev/shm full or too small?)"
+            ),
             e,
         )
     })
@@ -240,7 +260,12 @@ impl Backend for Crate {
             .os_id(name)
             .size(len)
             .create()
-            .map_err(|e| Error::io(format!("create the shared memory {name}"), std::io::Error::other(e.to_string())))?;
+            .map_err(|e| {
+                Error::io(
+                    format!("create the shared memory {name}"),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
         // Our Region removes the name (also on Ctrl-C), not the crate.
         shm.set_owner(false);
         // The crate does not reserve the pages; do it through our own fd.
@@ -248,9 +273,13 @@ impl Backend for Crate {
             .map_err(|e| Error::sys(format!("open the shared memory {name}"), e))?;
         if let Err(e) = nix::fcntl::posix_fallocate(&fd, 0, len as libc::off_t) {
             let _ = Resource::Shm(name.to_owned()).remove();
-            return Err(Error::sys(format!("reserve {len} bytes of shared memory for {name}"), e));
+            return Err(Error::sys(
+                format!("reserve {len} bytes of shared memory for {name}"),
+                e,
+            ));
         }
-        let ptr = NonNull::new(shm.as_ptr()).ok_or_else(|| Error::BadEndpoint(format!("{name} mapped at null")))?;
+        let ptr = NonNull::new(shm.as_ptr())
+            .ok_or_else(|| Error::BadEndpoint(format!("{name} mapped at null")))?;
         Ok(Mapping {
             ptr,
             len: shm.len().min(len),
@@ -262,8 +291,14 @@ impl Backend for Crate {
         let shm = shared_memory::ShmemConf::new()
             .os_id(name)
             .open()
-            .map_err(|e| Error::io(format!("open the shared memory {name}"), std::io::Error::other(e.to_string())))?;
-        let ptr = NonNull::new(shm.as_ptr()).ok_or_else(|| Error::BadEndpoint(format!("{name} mapped at null")))?;
+            .map_err(|e| {
+                Error::io(
+                    format!("open the shared memory {name}"),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+        let ptr = NonNull::new(shm.as_ptr())
+            .ok_or_else(|| Error::BadEndpoint(format!("{name} mapped at null")))?;
         Ok(Mapping {
             ptr,
             len: shm.len(),
@@ -280,7 +315,14 @@ mod tests {
     fn region_lives_and_dies<B: Backend>() {
         let region = Region::create::<B>("shmtest", 1 << 16).expect("create");
         let path = Path::new(SHM_DIR).join(region.name().trim_start_matches('/'));
-        assert_eq!(std::fs::metadata(&path).expect("exists").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
         // SAFETY: the region is ours, 64 KiB long, and nobody else maps it.
         unsafe { region.as_ptr().add(100).write(42) };
         let other = Region::open::<B>(region.name()).expect("open");
@@ -310,7 +352,10 @@ mod tests {
         let path = Path::new(SHM_DIR).join(name.trim_start_matches('/'));
         assert!(path.exists());
         let fresh = Region::create::<Native>("shmtest2", 4096).expect("create");
-        assert!(!path.exists(), "the stale region of a dead creator is still there");
+        assert!(
+            !path.exists(),
+            "the stale region of a dead creator is still there"
+        );
         drop(fresh);
     }
 
@@ -321,7 +366,13 @@ mod tests {
         let leftovers = std::fs::read_dir(SHM_DIR)
             .expect("list")
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{}shmtest3.{}", names::PREFIX, std::process::id())))
+            .filter(|e| {
+                e.file_name().to_string_lossy().starts_with(&format!(
+                    "{}shmtest3.{}",
+                    names::PREFIX,
+                    std::process::id()
+                ))
+            })
             .count();
         assert_eq!(leftovers, 0);
     }

@@ -127,7 +127,11 @@ impl Ring {
     }
 
     /// Makes a fresh ring in a new region.
-    pub(crate) fn create<B: Backend>(method: &str, capacity: usize, max: usize) -> Result<Arc<Ring>> {
+    pub(crate) fn create<B: Backend>(
+        method: &str,
+        capacity: usize,
+        max: usize,
+    ) -> Result<Arc<Ring>> {
         let region = Region::create::<B>(method, region_len(capacity))?;
         let ring = Ring {
             region,
@@ -136,7 +140,10 @@ impl Ring {
         };
         let ctl = ring.ctl();
         let me = std::process::id();
-        ctl.meta.0.capacity.store(capacity as u64, Ordering::Relaxed);
+        ctl.meta
+            .0
+            .capacity
+            .store(capacity as u64, Ordering::Relaxed);
         ctl.meta.0.max_message.store(max as u64, Ordering::Relaxed);
         ctl.life.0.producer_pid.store(me, Ordering::Relaxed);
         ctl.life.0.consumer_pid.store(me, Ordering::Relaxed);
@@ -148,7 +155,9 @@ impl Ring {
     pub(crate) fn open<B: Backend>(name: &str) -> Result<Arc<Ring>> {
         let region = Region::open::<B>(name)?;
         if region.len() < DATA_OFFSET {
-            return Err(Error::BadEndpoint(format!("{name} is too small to be a ring")));
+            return Err(Error::BadEndpoint(format!(
+                "{name} is too small to be a ring"
+            )));
         }
         let mut ring = Ring {
             region,
@@ -157,12 +166,19 @@ impl Ring {
         };
         let meta = &ring.ctl().meta.0;
         if meta.magic.load(Ordering::Acquire) != MAGIC {
-            return Err(Error::BadEndpoint(format!("{name} is not an ipc-showcase ring")));
+            return Err(Error::BadEndpoint(format!(
+                "{name} is not an ipc-showcase ring"
+            )));
         }
         let capacity = meta.capacity.load(Ordering::Relaxed);
         let max = meta.max_message.load(Ordering::Relaxed) as usize;
-        if !capacity.is_power_of_two() || region_len(capacity as usize) > ring.region.len() || max as u64 > capacity {
-            return Err(Error::BadEndpoint(format!("{name} has an impossible ring size")));
+        if !capacity.is_power_of_two()
+            || region_len(capacity as usize) > ring.region.len()
+            || max as u64 > capacity
+        {
+            return Err(Error::BadEndpoint(format!(
+                "{name} has an impossible ring size"
+            )));
         }
         ring.capacity = capacity;
         ring.max = max;
@@ -233,25 +249,38 @@ pub struct ShmReceiver<B> {
 
 impl<B> std::fmt::Debug for ShmSender<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShmSender").field("ring", &self.ring.name()).field("head", &self.head).finish()
+        f.debug_struct("ShmSender")
+            .field("ring", &self.ring.name())
+            .field("head", &self.head)
+            .finish()
     }
 }
 
 impl<B> std::fmt::Debug for ShmReceiver<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShmReceiver").field("ring", &self.ring.name()).field("tail", &self.tail).finish()
+        f.debug_struct("ShmReceiver")
+            .field("ring", &self.ring.name())
+            .field("tail", &self.tail)
+            .finish()
     }
 }
 
 /// The two ends of a fresh ring.
 pub(crate) fn ends<B: Backend>(ring: Arc<Ring>) -> (ShmSender<B>, ShmReceiver<B>) {
-    (ShmSender::attach(Arc::clone(&ring), false), ShmReceiver::attach(ring, false))
+    (
+        ShmSender::attach(Arc::clone(&ring), false),
+        ShmReceiver::attach(ring, false),
+    )
 }
 
 impl<B: Backend> ShmSender<B> {
     pub(crate) fn attach(ring: Arc<Ring>, announce: bool) -> Self {
         if announce {
-            ring.ctl().life.0.producer_pid.store(std::process::id(), Ordering::Release);
+            ring.ctl()
+                .life
+                .0
+                .producer_pid
+                .store(std::process::id(), Ordering::Release);
         }
         ShmSender {
             ring,
@@ -265,10 +294,17 @@ impl<B: Backend> ShmSender<B> {
     /// Gives this end to another process: its pid is unknown until it opens the ring.
     pub(crate) fn hand_over(mut self) -> Result<Arc<Ring>> {
         if self.head != 0 {
-            return Err(Error::BadEndpoint("a ring end must be handed over before its first send".into()));
+            return Err(Error::BadEndpoint(
+                "a ring end must be handed over before its first send".into(),
+            ));
         }
         self.handed_over = true;
-        self.ring.ctl().life.0.producer_pid.store(0, Ordering::Release);
+        self.ring
+            .ctl()
+            .life
+            .0
+            .producer_pid
+            .store(0, Ordering::Release);
         Ok(Arc::clone(&self.ring))
     }
 
@@ -329,7 +365,8 @@ impl<B: Backend> ShmSender<B> {
         self.make_room(if wraps { to_end + frame } else { frame }, block)?;
         let ring = &*self.ring;
         if wraps {
-            ring.header(off).store(stamp(self.head) | WRAP as u64, Ordering::Release);
+            ring.header(off)
+                .store(stamp(self.head) | WRAP as u64, Ordering::Release);
             self.head += to_end;
             off = 0;
         }
@@ -337,7 +374,8 @@ impl<B: Backend> ShmSender<B> {
         // consumer has moved past it and will not read it before the header
         // below is published. The source is the caller's slice.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.data(off + HEADER), msg.len()) };
-        ring.header(off).store(stamp(self.head) | msg.len() as u64, Ordering::Release);
+        ring.header(off)
+            .store(stamp(self.head) | msg.len() as u64, Ordering::Release);
         self.head += frame;
         // Pairs with the fence in `sleep_on`: a consumer about to sleep either
         // sees this header or is seen waiting here.
@@ -381,7 +419,11 @@ enum Next {
 impl<B: Backend> ShmReceiver<B> {
     pub(crate) fn attach(ring: Arc<Ring>, announce: bool) -> Self {
         if announce {
-            ring.ctl().life.0.consumer_pid.store(std::process::id(), Ordering::Release);
+            ring.ctl()
+                .life
+                .0
+                .consumer_pid
+                .store(std::process::id(), Ordering::Release);
         }
         let max = ring.max;
         ShmReceiver {
@@ -397,17 +439,26 @@ impl<B: Backend> ShmReceiver<B> {
     /// Gives this end to another process: its pid is unknown until it opens the ring.
     pub(crate) fn hand_over(mut self) -> Result<Arc<Ring>> {
         if self.tail != 0 {
-            return Err(Error::BadEndpoint("a ring end must be handed over before its first receive".into()));
+            return Err(Error::BadEndpoint(
+                "a ring end must be handed over before its first receive".into(),
+            ));
         }
         self.handed_over = true;
-        self.ring.ctl().life.0.consumer_pid.store(0, Ordering::Release);
+        self.ring
+            .ctl()
+            .life
+            .0
+            .consumer_pid
+            .store(0, Ordering::Release);
         Ok(Arc::clone(&self.ring))
     }
 
     /// Whether a frame is published at the consumer's position.
     #[inline]
     fn ready(ring: &Ring, tail: u64) -> bool {
-        let h = ring.header(tail & (ring.capacity - 1)).load(Ordering::Acquire);
+        let h = ring
+            .header(tail & (ring.capacity - 1))
+            .load(Ordering::Acquire);
         h & !0xffff_ffff == stamp(tail)
     }
 
@@ -420,7 +471,9 @@ impl<B: Backend> ShmReceiver<B> {
             let h = ring.header(off).load(Ordering::Acquire);
             if h & !0xffff_ffff != stamp(self.tail) {
                 let life = &ring.ctl().life.0;
-                if life.producer_closed.load(Ordering::Acquire) != 0 && !Self::ready(ring, self.tail) {
+                if life.producer_closed.load(Ordering::Acquire) != 0
+                    && !Self::ready(ring, self.tail)
+                {
                     return Err(Error::Disconnected);
                 }
                 return Ok(Next::Empty);

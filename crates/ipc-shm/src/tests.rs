@@ -41,15 +41,22 @@ fn wrap_around_at_every_offset_class_loses_nothing() {
         }
         pos += frame;
     }
-    assert_eq!(offsets.len(), 32, "every 8-byte offset class of the ring was a frame start");
+    assert_eq!(
+        offsets.len(),
+        32,
+        "every 8-byte offset class of the ring was a frame start"
+    );
     assert!(wraps > 1000, "the wrap marker was used {wraps} times");
 }
 
 #[test]
 fn a_hundred_thousand_random_sizes_across_threads() {
     let max = 4096;
-    let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &Options::default().max_message(max).capacity(16 << 10))
-        .expect("ring");
+    let (mut tx, mut rx) = ShmRing::channel(
+        Mode::Thread,
+        &Options::default().max_message(max).capacity(16 << 10),
+    )
+    .expect("ring");
     let producer = std::thread::spawn(move || {
         let mut rng = fastrand_like(7);
         for i in 0..100_000u64 {
@@ -69,7 +76,10 @@ fn a_hundred_thousand_random_sizes_across_threads() {
         if len >= 8 {
             assert_eq!(&got[..8], &i.to_le_bytes(), "message {i} out of order");
         }
-        assert!(got[8.min(len)..].iter().all(|&b| b == (i % 251) as u8), "message {i} corrupt");
+        assert!(
+            got[8.min(len)..].iter().all(|&b| b == (i % 251) as u8),
+            "message {i} corrupt"
+        );
     }
     assert!(matches!(rx.recv(), Err(Error::Disconnected)));
     producer.join().expect("producer");

@@ -1,0 +1,219 @@
+//! `ipc-shm` run as a user runs it: the JSON contract, a peer killed
+//! mid-run, a parent killed mid-run, Ctrl-C, and nothing left in /dev/shm.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ipc-shm");
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The regions in /dev/shm that process `pid` created.
+fn regions_of(pid: u32) -> Vec<String> {
+    let prefix = format!("ipc-showcase.shm.{pid}.");
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn variants() -> Vec<&'static str> {
+    if cfg!(feature = "shared_memory") {
+        vec!["ring", "ring-shared_memory"]
+    } else {
+        vec!["ring"]
+    }
+}
+
+#[test]
+fn every_mode_and_wait_prints_the_contract_json_and_leaves_nothing() {
+    for variant in variants() {
+        for mode in ["process", "thread"] {
+            for wait in ["block", "spin", "hybrid"] {
+                let tmp = TempDir::new("shm-json");
+                let child = command(
+                    BIN,
+                    &tmp,
+                    &[
+                        "pingpong",
+                        "--variant",
+                        variant,
+                        "--mode",
+                        mode,
+                        "--wait",
+                        wait,
+                        "--count",
+                        "500",
+                        "--json",
+                    ],
+                );
+                let out = run(child, LIMIT);
+                assert!(
+                    out.status.success(),
+                    "{variant} {mode} {wait}: {}",
+                    stderr(&out)
+                );
+                let v = json_line(&out);
+                assert_eq!(
+                    (v["method"].as_str(), v["variant"].as_str()),
+                    (Some("shm"), Some(variant))
+                );
+                assert_eq!(
+                    (v["mode"].as_str(), v["wait"].as_str()),
+                    (Some(mode), Some(wait))
+                );
+                assert!(v["rtt_ns"]["p50"].as_u64().is_some_and(|p| p > 0));
+            }
+        }
+        let tmp = TempDir::new("shm-stream");
+        for size in ["0", "65536", "1048576"] {
+            let out = run(
+                command(
+                    BIN,
+                    &tmp,
+                    &[
+                        "stream",
+                        "--variant",
+                        variant,
+                        "--size",
+                        size,
+                        "--count",
+                        "300",
+                        "--json",
+                    ],
+                ),
+                LIMIT,
+            );
+            assert!(
+                out.status.success(),
+                "{variant} stream {size}: {}",
+                stderr(&out)
+            );
+            assert_eq!(json_line(&out)["size"].to_string(), size);
+        }
+    }
+}
+
+#[test]
+fn a_killed_peer_ends_the_run_with_exit_code_3_and_the_regions_are_removed() {
+    for wait in ["block", "spin"] {
+        let tmp = TempDir::new("shm-peerkill");
+        let (mut child, peer) = long_stream(BIN, &tmp, &["--wait", wait]);
+        let parent = child.id();
+        assert!(
+            !regions_of(parent).is_empty(),
+            "the run's regions should exist while it runs"
+        );
+        signal(peer, libc::SIGKILL);
+        let started = Instant::now();
+        let status = wait_bounded(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
+            panic!(
+                "{wait}: still running {:?} after its peer was killed",
+                started.elapsed()
+            )
+        });
+        assert_eq!(status.code(), Some(3), "{wait}: {status:?}");
+        let err = stderr_of(child);
+        assert!(
+            err.contains("peer") && err.contains("signal 9"),
+            "{wait}: {err}"
+        );
+        assert!(
+            regions_of(parent).is_empty(),
+            "{wait}: left {:?}",
+            regions_of(parent)
+        );
+    }
+}
+
+#[test]
+fn a_killed_parent_takes_its_peer_along_and_the_next_start_or_clean_removes_its_regions() {
+    for then in ["next start", "clean"] {
+        let tmp = TempDir::new("shm-parentkill");
+        let (mut child, peer) = long_stream(BIN, &tmp, &[]);
+        let parent = child.id();
+        signal(parent, libc::SIGKILL);
+        let _ = wait_bounded(&mut child, Duration::from_secs(10));
+        assert!(
+            wait_gone(peer, Duration::from_secs(10)),
+            "the peer {peer} outlived its parent"
+        );
+        assert!(
+            !regions_of(parent).is_empty(),
+            "a SIGKILLed creator cannot remove its regions"
+        );
+        let args: &[&str] = if then == "clean" {
+            &["clean"]
+        } else {
+            &["pingpong", "--count", "10"]
+        };
+        let out = run(command(BIN, &tmp, args), LIMIT);
+        assert!(out.status.success(), "{then}: {}", stderr(&out));
+        assert!(
+            regions_of(parent).is_empty(),
+            "{then} left {:?}",
+            regions_of(parent)
+        );
+    }
+}
+
+#[test]
+fn the_peer_of_a_killed_parent_says_why_it_stops() {
+    let tmp = TempDir::new("shm-orphan");
+    let (mut child, peer) = long_stream(BIN, &tmp, &[]);
+    // The peer's stderr is the parent's: capture the parent's after the kill.
+    signal(child.id(), libc::SIGKILL);
+    let _ = wait_bounded(&mut child, Duration::from_secs(10));
+    assert!(wait_gone(peer, Duration::from_secs(10)));
+    let err = stderr_of(child);
+    assert!(
+        err.contains("parent process") && err.contains("is gone"),
+        "{err}"
+    );
+    let _ = run(command(BIN, &tmp, &["clean"]), LIMIT);
+}
+
+#[test]
+fn ctrl_c_removes_the_regions_and_stops_the_peer() {
+    let tmp = TempDir::new("shm-sigint");
+    let (mut child, peer) = long_stream(BIN, &tmp, &["--wait", "hybrid"]);
+    let parent = child.id();
+    signal(parent, libc::SIGINT);
+    let status =
+        wait_bounded(&mut child, Duration::from_secs(10)).expect("still running after Ctrl-C");
+    assert!(!status.success());
+    assert!(
+        wait_gone(peer, Duration::from_secs(10)),
+        "the peer outlived Ctrl-C"
+    );
+    assert!(
+        regions_of(parent).is_empty(),
+        "left {:?}",
+        regions_of(parent)
+    );
+}
+
+#[test]
+fn clean_refuses_a_region_another_user_owns() {
+    let name = format!("ipc-showcase.shm.{}.frgn", u32::MAX - 11);
+    let path = std::path::Path::new("/dev/shm").join(&name);
+    std::fs::write(&path, b"").expect("make a region file");
+    if std::os::unix::fs::chown(&path, Some(65534), Some(65534)).is_err() {
+        let _ = std::fs::remove_file(&path);
+        return; // not root: cannot make a foreign object to test with
+    }
+    let tmp = TempDir::new("shm-foreign");
+    let out = run(command(BIN, &tmp, &["clean"]), LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let still_there = path.exists();
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(still_there, "clean removed another user's region");
+    assert!(stdout.contains("belongs to uid 65534"), "{stdout}");
+}
