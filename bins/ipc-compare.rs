@@ -10,6 +10,8 @@ fn transports() -> Vec<Entry> {
         Entry::of::<ipc_shm::ShmRing>(),
         #[cfg(feature = "shared_memory")]
         Entry::of::<ipc_shm::ShmRingCrate>(),
+        Entry::of::<ipc_channels::Mpsc>(),
+        Entry::local::<ipc_coroutines::Coroutine>(),
     ]
 }
 

@@ -45,6 +45,18 @@ fn quick_compare_writes_the_table_and_the_files() {
         p50s.windows(2).all(|w| w[0] <= w[1]),
         "not sorted by p50: {p50s:?}"
     );
+    for method in [
+        "pipes/pipe",
+        "pipes/fifo",
+        "shm/ring",
+        "channels/mpsc",
+        "coroutines/async",
+    ] {
+        assert!(
+            stdout.contains(method),
+            "{method} is missing from the table:\n{stdout}"
+        );
+    }
 
     let doc: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("results.json")).expect("results.json"),
@@ -55,6 +67,13 @@ fn quick_compare_writes_the_table_and_the_files() {
     for r in results {
         assert_eq!(r["status"], "ok", "{r}");
         assert!(r["rtt_ns"]["p50"].as_u64().is_some_and(|p| p > 0), "{r}");
+    }
+    for chart in ["rtt_p50.svg", "rtt_p99.svg", "cpu_per_msg.svg"] {
+        let svg = std::fs::read_to_string(out_dir.join(chart)).expect(chart);
+        assert!(
+            svg.contains("<svg") && svg.contains("shm/ring"),
+            "{chart} is not a chart of the runs"
+        );
     }
     let csv = std::fs::read_to_string(out_dir.join("results.csv")).expect("results.csv");
     assert_eq!(csv.lines().count(), results.len() + 1, "{csv}");

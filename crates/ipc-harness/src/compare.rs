@@ -1,6 +1,7 @@
 //! `ipc-compare`: every registered transport, in every mode and wait it
 //! supports, on the same work; a table sorted by median round trip, one JSON
-//! line per result on request, and results.json / results.csv in a folder.
+//! line per result on request, and results.json / results.csv / SVG charts
+//! in a folder.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -214,7 +215,7 @@ fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
     write_files(&args.out, &rows, args.pin)?;
     if !args.json {
         println!(
-            "results written to {}/results.json and results.csv",
+            "results written to {}/results.json, results.csv, rtt_p50.svg, rtt_p99.svg and cpu_per_msg.svg",
             args.out.display()
         );
     }
@@ -328,5 +329,50 @@ fn write_files(dir: &std::path::Path, rows: &[Row], pin: Option<(usize, usize)>)
         );
     }
     std::fs::write(dir.join("results.csv"), csv).map_err(|e| io("cannot write results.csv", e))?;
+
+    let label = |r: &Row| {
+        format!(
+            "{}/{} {} {} {} B",
+            r.label.method, r.label.variant, r.label.mode, r.label.wait, r.label.size
+        )
+    };
+    let ran: Vec<(&Row, &PingpongReport)> = rows
+        .iter()
+        .filter_map(|r| Some((r, r.report.as_ref()?)))
+        .collect();
+    let p50: Vec<crate::chart::Bar> = ran
+        .iter()
+        .map(|(r, p)| (label(r), p.rtt.p50 as f64))
+        .collect();
+    let p99: Vec<crate::chart::Bar> = ran
+        .iter()
+        .map(|(r, p)| (label(r), p.rtt.p99 as f64))
+        .collect();
+    let cpu: Vec<crate::chart::Bar> = ran
+        .iter()
+        .map(|(r, p)| (label(r), p.cpu_ns_per_msg))
+        .collect();
+    let where_ = report::pin_words(pin.map(|(a, b)| [a, b]));
+    crate::chart::bars(
+        &dir.join("rtt_p50.svg"),
+        &format!("Median round trip ({where_})"),
+        "ns, log scale",
+        &p50,
+    )
+    .map_err(HarnessError::Other)?;
+    crate::chart::bars(
+        &dir.join("rtt_p99.svg"),
+        &format!("99th percentile round trip ({where_})"),
+        "ns, log scale",
+        &p99,
+    )
+    .map_err(HarnessError::Other)?;
+    crate::chart::bars(
+        &dir.join("cpu_per_msg.svg"),
+        &format!("CPU per message, both sides ({where_})"),
+        "ns, log scale",
+        &cpu,
+    )
+    .map_err(HarnessError::Other)?;
     Ok(())
 }

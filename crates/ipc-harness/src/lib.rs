@@ -12,6 +12,7 @@
 //! );
 //! ```
 
+pub mod chart;
 mod cli;
 pub mod compare;
 mod entry;
