@@ -9,7 +9,7 @@ use plotters::prelude::*;
 /// One bar: its label and its value.
 pub type Bar = (String, f64);
 
-/// Draws `bars` (in order, top to bottom) into `path` as a horizontal bar chart.
+/// Draws `bars` (the first at the top) into `path` as a horizontal bar chart.
 pub fn bars(path: &Path, title: &str, unit: &str, bars: &[Bar]) -> Result<(), String> {
     if bars.is_empty() {
         return Ok(());
@@ -33,19 +33,22 @@ pub fn bars(path: &Path, title: &str, unit: &str, bars: &[Bar]) -> Result<(), St
         .configure_mesh()
         .x_desc(unit)
         .y_labels(n)
+        // Row 0 of the input is drawn at the top.
         .y_label_formatter(&|y| match y {
-            SegmentValue::CenterOf(i) => bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
+            SegmentValue::CenterOf(i) if *i < n => bars[n - 1 - i].0.clone(),
             _ => String::new(),
         })
+        .x_label_formatter(&|x| crate::report::human_ns(*x))
         .disable_y_mesh()
         .draw()
         .map_err(|e| err(&e))?;
     chart
         .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+            let row = n - 1 - i;
             let mut rect = Rectangle::new(
                 [
-                    (lo, SegmentValue::Exact(i)),
-                    (v.max(lo), SegmentValue::Exact(i + 1)),
+                    (lo, SegmentValue::Exact(row)),
+                    (v.max(lo), SegmentValue::Exact(row + 1)),
                 ],
                 BLUE.mix(0.6).filled(),
             );

@@ -356,21 +356,21 @@ fn write_files(dir: &std::path::Path, rows: &[Row], pin: Option<(usize, usize)>)
     crate::chart::bars(
         &dir.join("rtt_p50.svg"),
         &format!("Median round trip ({where_})"),
-        "ns, log scale",
+        "log scale",
         &p50,
     )
     .map_err(HarnessError::Other)?;
     crate::chart::bars(
         &dir.join("rtt_p99.svg"),
         &format!("99th percentile round trip ({where_})"),
-        "ns, log scale",
+        "log scale",
         &p99,
     )
     .map_err(HarnessError::Other)?;
     crate::chart::bars(
         &dir.join("cpu_per_msg.svg"),
         &format!("CPU per message, both sides ({where_})"),
-        "ns, log scale",
+        "log scale",
         &cpu,
     )
     .map_err(HarnessError::Other)?;

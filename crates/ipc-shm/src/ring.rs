@@ -118,6 +118,24 @@ impl Ring {
         unsafe { self.region.as_ptr().add(DATA_OFFSET + off as usize) }
     }
 
+    /// Asks for the cache line after the one holding the header at `off`,
+    /// while waiting for that header: a message longer than the header's
+    /// line then travels in parallel with it instead of after it.
+    #[inline]
+    fn prefetch_after(&self, off: u64) {
+        let next = (off | 63) + 1;
+        if next < self.capacity {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is only a hint: it reads nothing into the
+            // program and cannot fault; the address is inside the ring.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    self.data(next) as *const i8,
+                );
+            }
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         self.region.name()
     }
@@ -197,10 +215,9 @@ impl Ring {
 /// Announces a sleep on `word`, re-checks `ready`, and sleeps at most `limit`.
 fn sleep_on(word: &WaitWord, limit: Duration, ready: impl Fn() -> bool) {
     let seq = word.futex.load(Ordering::Acquire);
-    word.waiting.store(1, Ordering::Relaxed);
-    // Pairs with the other side's fence between its publish and its load of
-    // `waiting`: either it sees us waiting, or we see what it published.
-    fence(Ordering::SeqCst);
+    // Pairs with the other side's sequentially consistent publish before its
+    // load of `waiting`: either it sees us waiting, or we see what it published.
+    word.waiting.swap(1, Ordering::SeqCst);
     if !ready() {
         futex_wait(&word.futex, seq, limit);
     }
@@ -210,7 +227,7 @@ fn sleep_on(word: &WaitWord, limit: Duration, ready: impl Fn() -> bool) {
 /// Wakes the owner of `word` if it sleeps.
 #[inline]
 fn wake(word: &WaitWord) {
-    if word.waiting.load(Ordering::Relaxed) != 0 {
+    if word.waiting.load(Ordering::SeqCst) != 0 {
         word.futex.fetch_add(1, Ordering::Release);
         futex_wake_all(&word.futex);
     }
@@ -374,12 +391,14 @@ impl<B: Backend> ShmSender<B> {
         // consumer has moved past it and will not read it before the header
         // below is published. The source is the caller's slice.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.data(off + HEADER), msg.len()) };
+        // A sequentially consistent swap (a locked xchg on x86, cheaper than a
+        // store and a full fence) publishes the header and orders it before
+        // the load of `waiting` in `wake`. It pairs with the swap in
+        // `sleep_on`: a consumer about to sleep either sees this header or is
+        // seen waiting here.
         ring.header(off)
-            .store(stamp(self.head) | msg.len() as u64, Ordering::Release);
+            .swap(stamp(self.head) | msg.len() as u64, Ordering::SeqCst);
         self.head += frame;
-        // Pairs with the fence in `sleep_on`: a consumer about to sleep either
-        // sees this header or is seen waiting here.
-        fence(Ordering::SeqCst);
         wake(&ring.ctl().consumer_wait.0);
         Ok(())
     }
@@ -458,7 +477,7 @@ impl<B: Backend> ShmReceiver<B> {
     fn ready(ring: &Ring, tail: u64) -> bool {
         let h = ring
             .header(tail & (ring.capacity - 1))
-            .load(Ordering::Acquire);
+            .load(Ordering::SeqCst);
         h & !0xffff_ffff == stamp(tail)
     }
 
@@ -476,6 +495,7 @@ impl<B: Backend> ShmReceiver<B> {
                 {
                     return Err(Error::Disconnected);
                 }
+                ring.prefetch_after(off);
                 return Ok(Next::Empty);
             }
             let len = h as u32;
