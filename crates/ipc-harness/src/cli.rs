@@ -155,7 +155,8 @@ pub struct Cli {
     pub demo: DemoArgs,
 }
 
-fn parse_pin(s: &str) -> std::result::Result<(usize, usize), String> {
+/// Parses `--pin A,B`.
+pub(crate) fn parse_pin(s: &str) -> std::result::Result<(usize, usize), String> {
     let (a, b) = s
         .split_once(',')
         .ok_or("expected two CPUs as A,B, e.g. 0,0")?;

@@ -43,7 +43,7 @@ pub struct CompareArgs {
     pub count: Option<u64>,
     /// Pin producer and consumer to CPUs A and B (spin is skipped when A = B:
     /// a spinning side would hold the only CPU its peer needs).
-    #[arg(long, value_name = "A,B", value_parser = parse_pin)]
+    #[arg(long, value_name = "A,B", value_parser = crate::cli::parse_pin)]
     pub pin: Option<(usize, usize)>,
     /// Only the methods whose name contains this (e.g. pipes).
     #[arg(long)]
@@ -57,18 +57,6 @@ pub struct CompareArgs {
     /// Seconds to wait for a silent or dying peer.
     #[arg(long, value_name = "S", default_value_t = 5.0)]
     pub peer_timeout: f64,
-}
-
-fn parse_pin(s: &str) -> std::result::Result<(usize, usize), String> {
-    let (a, b) = s
-        .split_once(',')
-        .ok_or("expected two CPUs as A,B, e.g. 0,0")?;
-    let cpu = |x: &str| {
-        x.trim()
-            .parse::<usize>()
-            .map_err(|_| format!("{x:?} is not a CPU number"))
-    };
-    Ok((cpu(a)?, cpu(b)?))
 }
 
 /// The waits worth measuring in `mode`.
