@@ -7,6 +7,9 @@ use ipc_core::{Error, Mode, Options, Receiver, Sender, Transport};
 
 use crate::{ring_capacity, ShmRing};
 
+/// No wait in these tests should come near this; a hang fails instead.
+const LIMIT: Duration = Duration::from_secs(20);
+
 fn small_ring(max: usize) -> Options {
     Options::default().max_message(max).capacity(0)
 }
@@ -32,7 +35,11 @@ fn wrap_around_at_every_offset_class_loses_nothing() {
         let len = (rng() % 101) as usize;
         let msg: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
         tx.send(&msg).expect("send");
-        assert_eq!(rx.recv().expect("recv"), &msg[..], "message {i}");
+        assert_eq!(
+            rx.recv_timeout(LIMIT).expect("recv"),
+            &msg[..],
+            "message {i}"
+        );
         offsets.insert(pos % 256);
         let frame = 8 + len.next_multiple_of(8) as u64;
         if pos % 256 + frame > 256 {
@@ -71,7 +78,7 @@ fn a_hundred_thousand_random_sizes_across_threads() {
     let mut rng = fastrand_like(7);
     for i in 0..100_000u64 {
         let len = (rng() % (max as u64 + 1)) as usize;
-        let got = rx.recv().expect("recv");
+        let got = rx.recv_timeout(LIMIT).expect("recv");
         assert_eq!(got.len(), len, "message {i}");
         if len >= 8 {
             assert_eq!(&got[..8], &i.to_le_bytes(), "message {i} out of order");
@@ -81,7 +88,7 @@ fn a_hundred_thousand_random_sizes_across_threads() {
             "message {i} corrupt"
         );
     }
-    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
     producer.join().expect("producer");
 }
 
@@ -119,21 +126,30 @@ fn a_blocked_receiver_wakes_for_a_message_from_another_thread() {
         tx.send(b"late").expect("send");
         tx
     });
-    assert_eq!(rx.recv().expect("recv"), b"late");
+    assert_eq!(rx.recv_timeout(LIMIT).expect("recv"), b"late");
     drop(sender.join());
-    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
 }
 
 #[test]
 fn a_blocked_sender_wakes_when_the_receiver_makes_room() {
     let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &small_ring(100)).expect("ring");
-    while tx.try_send(&[3; 100]).is_ok() {}
+    let mut sent = 0;
+    while tx.try_send(&[3; 100]).is_ok() {
+        sent += 1;
+    }
     let receiver = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
-        while rx.try_recv().is_ok() {}
+        // Take exactly what filled the ring: the message sent below is for later.
+        for _ in 0..sent {
+            assert_eq!(rx.recv_timeout(LIMIT).expect("a queued message"), &[3; 100]);
+        }
         rx
     });
     tx.send(&[4; 100]).expect("send waits for room");
     let mut rx = receiver.join().expect("receiver");
-    assert_eq!(rx.recv().expect("recv"), &[4; 100]);
+    assert_eq!(
+        rx.recv_timeout(LIMIT).expect("the message that waited"),
+        &[4; 100]
+    );
 }
