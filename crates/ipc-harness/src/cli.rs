@@ -305,7 +305,13 @@ fn peer(entries: &[Entry], spec: Option<&OsString>) -> Result<()> {
         .ok_or_else(|| {
             HarnessError::Usage(format!("this binary has no transport {}", spec.entry))
         })?;
-    (entry.peer)(&spec)
+    let result = (entry.peer)(&spec);
+    // A transport that saw its peer vanish ends the run quietly; when the
+    // peer is our parent, say so.
+    if !crate::peer::parent_alive(&spec) {
+        crate::peer::parent_gone(spec.parent);
+    }
+    result
 }
 
 /// The `main` of a method's binary: parses the shared command line and runs

@@ -176,12 +176,24 @@ impl ChildPeer {
     }
 }
 
-fn parent_gone(parent: u32) -> ! {
+/// Says that the parent is gone and exits with code 3. Several threads may
+/// notice at once (lifeline, death signal, the run itself): the first says
+/// it and exits; the others wait for it, so that none ends the process
+/// before the message is written.
+pub fn parent_gone(parent: u32) -> ! {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !SAID.swap(true, Ordering::AcqRel) {
-        eprintln!("peer: the parent process (pid {parent}) is gone; exiting");
+    if SAID.swap(true, Ordering::AcqRel) {
+        loop {
+            std::thread::park();
+        }
     }
+    eprintln!("peer: the parent process (pid {parent}) is gone; exiting");
     std::process::exit(3);
+}
+
+/// Whether the parent named in `spec` is still this process's parent.
+pub fn parent_alive(spec: &PeerSpec) -> bool {
+    nix::unistd::getppid().as_raw() as u32 == spec.parent
 }
 
 /// In the peer: exits (code 3, saying so) as soon as the parent is gone,
@@ -189,7 +201,7 @@ fn parent_gone(parent: u32) -> ! {
 /// parent pid; exits quietly on Ctrl-C.
 pub fn watch_parent(spec: &PeerSpec) {
     let parent = spec.parent;
-    if nix::unistd::getppid().as_raw() as u32 != parent {
+    if !parent_alive(spec) {
         parent_gone(parent);
     }
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -198,8 +210,14 @@ pub fn watch_parent(spec: &PeerSpec) {
             .name("peer-signals".into())
             .spawn(move || {
                 if let Some(sig) = signals.forever().next() {
-                    if nix::unistd::getppid().as_raw() as u32 != parent {
-                        parent_gone(parent);
+                    // The death signal can arrive while the kernel is still
+                    // handing this process's threads to their new parent, so
+                    // this thread may see the old parent for a moment.
+                    for _ in 0..50 {
+                        if nix::unistd::getppid().as_raw() as u32 != parent {
+                            parent_gone(parent);
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
                     }
                     std::process::exit(128 + sig);
                 }
