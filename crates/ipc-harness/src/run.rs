@@ -57,10 +57,12 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// The channel options for this run: the default maximum, raised to fit `size`.
+    /// The channel options for this run. The largest message is the run's
+    /// `size` (at least 4 KiB, for the control messages), so that a
+    /// transport sized by its largest message (a ring) is not sized for more.
     pub fn options(&self) -> Options {
         let defaults = Options::default();
-        let max = defaults.max_message.max(self.size);
+        let max = self.size.max(4096);
         let opts = defaults.max_message(max).connect_timeout(self.peer_timeout);
         match self.capacity {
             Some(bytes) => opts.capacity(bytes),

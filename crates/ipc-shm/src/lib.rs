@@ -50,8 +50,10 @@ pub use region::Crate;
 pub use region::{clean, Backend, Native, Region, SHM_DIR};
 pub use ring::{ShmReceiver, ShmSender};
 
-/// The ring's default size when the options name none.
-pub const DEFAULT_RING: usize = 1 << 20;
+/// The ring's default size when the options name none. Measured with 64 KiB
+/// messages and blocking waits, a 4 MiB ring streams faster than 1 MiB or
+/// less, where the producer finds it full, and sleeps, more often.
+pub const DEFAULT_RING: usize = 4 << 20;
 
 /// The shared-memory ring transport, on region backend `B` (our own by default).
 #[derive(Debug, Clone, Copy)]

@@ -18,6 +18,10 @@ fn small_ring(max: usize) -> Options {
 fn the_ring_size_holds_two_of_the_largest_frames() {
     assert_eq!(ring_capacity(&small_ring(100)), 256);
     assert_eq!(ring_capacity(&Options::default()), 4 << 20);
+    assert_eq!(
+        ring_capacity(&Options::default().max_message(64 << 10).capacity(256 << 10)),
+        256 << 10
+    );
     assert!(ring_capacity(&Options::default().capacity(5000).max_message(8)).is_power_of_two());
 }
 
