@@ -11,8 +11,6 @@
 //! cargo run --release --example shm_floor
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipc_core::Mode;
@@ -20,48 +18,6 @@ use ipc_harness::{Batch, Entry, RunConfig, Verify, Wait};
 
 const COUNT: u64 = 200_000;
 const WARMUP: u64 = 10_000;
-
-#[repr(align(128))]
-struct Line(AtomicU64);
-
-/// Round trips of one atomic between two spinning threads: the floor.
-fn atomic_floor() -> Vec<u64> {
-    let line = Arc::new(Line(AtomicU64::new(0)));
-    let other = Arc::clone(&line);
-    let echo = std::thread::spawn(move || {
-        let mut expect = 1u64;
-        loop {
-            let v = other.0.load(Ordering::Acquire);
-            if v == u64::MAX {
-                return;
-            }
-            if v == expect {
-                other.0.store(v + 1, Ordering::Release);
-                expect += 2;
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-    });
-    let mut samples = Vec::with_capacity(COUNT as usize);
-    let mut v = 1u64;
-    for i in 0..WARMUP + COUNT {
-        let t0 = Instant::now();
-        line.0.store(v, Ordering::Release);
-        while line.0.load(Ordering::Acquire) != v + 1 {
-            std::hint::spin_loop();
-        }
-        let t = t0.elapsed().as_nanos() as u64;
-        v += 2;
-        if i >= WARMUP {
-            samples.push(t);
-        }
-    }
-    line.0.store(u64::MAX, Ordering::Release);
-    echo.join().expect("echo thread");
-    samples.sort_unstable();
-    samples
-}
 
 fn config(size: usize, count: u64, wait: Wait, verify: Verify) -> RunConfig {
     RunConfig {
@@ -101,7 +57,7 @@ fn main() {
     let shm = Entry::of::<ipc_shm::ShmRing>();
     ipc_harness::run_peer_if_asked(&[shm]);
 
-    let floor = atomic_floor();
+    let floor = ipc_harness::floor::atomic_round_trips(COUNT as usize, WARMUP as usize);
     let floor_p50 = floor[floor.len() / 2];
     println!("{{\"name\":\"atomic ping-pong between two threads (floor)\",\"p50_ns\":{floor_p50},\"p99_ns\":{}}}", floor[floor.len() * 99 / 100]);
     for size in [8, 64] {

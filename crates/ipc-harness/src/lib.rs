@@ -17,6 +17,7 @@ mod cli;
 pub mod compare;
 mod entry;
 mod error;
+pub mod floor;
 pub mod payload;
 pub mod peer;
 pub mod report;
