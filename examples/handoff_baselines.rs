@@ -18,9 +18,9 @@ use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ipc_harness::{Batch, Entry, RunConfig, Verify, Wait};
+use ipc_harness::{Entry, RunConfig, Wait};
 
 const SIZE: usize = 64;
 const COUNT: u64 = 200_000;
@@ -152,18 +152,8 @@ fn bare_coroutine(batch: u64) -> String {
 
 fn harness(entry: Entry, mode: ipc_core::Mode, wait: Wait) -> String {
     let cfg = RunConfig {
-        mode,
-        wait,
-        size: SIZE,
-        count: COUNT,
         warmup: WARMUP,
-        batch: Batch::Auto,
-        pin: None,
-        peer_timeout: Duration::from_secs(5),
-        verify: Verify::Full,
-        interval: Duration::ZERO,
-        spin: ipc_harness::wait::HYBRID_SPIN,
-        capacity: None,
+        ..RunConfig::new(mode, wait, SIZE, COUNT)
     };
     match (entry.pingpong)(&cfg) {
         Ok(r) => format!(

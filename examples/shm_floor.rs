@@ -11,7 +11,7 @@
 //! cargo run --release --example shm_floor
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipc_core::Mode;
 use ipc_harness::{Batch, Entry, RunConfig, Verify, Wait};
@@ -21,18 +21,10 @@ const WARMUP: u64 = 10_000;
 
 fn config(size: usize, count: u64, wait: Wait, verify: Verify) -> RunConfig {
     RunConfig {
-        mode: Mode::Process,
-        wait,
-        size,
-        count,
         warmup: WARMUP.min(count),
         batch: Batch::Fixed(1),
-        pin: None,
-        peer_timeout: Duration::from_secs(5),
         verify,
-        interval: Duration::ZERO,
-        spin: ipc_harness::wait::HYBRID_SPIN,
-        capacity: None,
+        ..RunConfig::new(Mode::Process, wait, size, count)
     }
 }
 

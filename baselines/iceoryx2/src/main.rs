@@ -14,10 +14,10 @@
 //! cargo run --release --manifest-path baselines/iceoryx2/Cargo.toml
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use iceoryx2::prelude::*;
-use ipc_harness::{Batch, Entry, RunConfig, Verify, Wait};
+use ipc_harness::{Batch, Entry, RunConfig, Wait};
 
 const SIZE: usize = 64;
 const COUNT: usize = 200_000;
@@ -107,18 +107,9 @@ fn iceoryx2_pingpong() -> Result<u64, Box<dyn std::error::Error>> {
 
 fn ipc_shm(shm: &Entry) -> Result<u64, String> {
     let cfg = RunConfig {
-        mode: ipc_core::Mode::Process,
-        wait: Wait::Spin,
-        size: SIZE,
-        count: COUNT as u64,
         warmup: WARMUP as u64,
         batch: Batch::Fixed(1),
-        pin: None,
-        peer_timeout: Duration::from_secs(5),
-        verify: Verify::Full,
-        interval: Duration::ZERO,
-        spin: ipc_harness::wait::HYBRID_SPIN,
-        capacity: None,
+        ..RunConfig::new(ipc_core::Mode::Process, Wait::Spin, SIZE, COUNT as u64)
     };
     (shm.pingpong)(&cfg)
         .map(|r| r.rtt.p50)

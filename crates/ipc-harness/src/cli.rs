@@ -229,18 +229,10 @@ pub fn resolve(entries: &[Entry], common: &Common) -> Result<(Entry, Mode, Wait)
 /// The run's configuration from the command line.
 pub fn config(mode: Mode, wait: Wait, common: &Common) -> RunConfig {
     RunConfig {
-        mode,
-        wait,
-        size: 64,
-        count: 0,
-        warmup: 0,
-        batch: Batch::Auto,
         pin: common.pin.or_else(crate::sys::single_cpu_affinity),
         peer_timeout: Duration::from_secs_f64(common.peer_timeout),
-        verify: Verify::Full,
-        interval: Duration::ZERO,
         spin: Duration::from_micros(common.spin_us),
-        capacity: None,
+        ..RunConfig::new(mode, wait, 64, 0)
     }
 }
 

@@ -57,6 +57,27 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// A run of `count` messages of `size` bytes in `mode`, waiting with
+    /// `wait`, and the command line's defaults for the rest: 1000 warm-up
+    /// messages, `--batch auto`, not pinned, a 5 s peer timeout, every byte
+    /// verified, hybrid's 50 us spin, the transport's own capacity.
+    pub fn new(mode: Mode, wait: Wait, size: usize, count: u64) -> Self {
+        RunConfig {
+            mode,
+            wait,
+            size,
+            count,
+            warmup: 1000,
+            batch: Batch::Auto,
+            pin: None,
+            peer_timeout: Duration::from_secs(5),
+            verify: Verify::Full,
+            interval: Duration::ZERO,
+            spin: crate::wait::HYBRID_SPIN,
+            capacity: None,
+        }
+    }
+
     /// The channel options for this run. The largest message is the run's
     /// `size` (at least 4 KiB, for the control messages), so that a
     /// transport sized by its largest message (a ring) is not sized for more.
