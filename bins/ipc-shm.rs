@@ -14,7 +14,7 @@ fn main() {
             about: "Shared memory: a lock-free ring between two processes, no system call per message",
             long_about: "Both processes map the same memory (/dev/shm/ipc-showcase.shm.*): the producer copies \
 a message into a single-producer single-consumer ring and publishes its header with one atomic \
-store; the consumer sees the header and copies the message out. Moving a message costs the \
+swap; the consumer sees the header and copies the message out. Moving a message costs the \
 cache lines it occupies travelling between the cores; the kernel is only needed to sleep and \
 wake (a futex in the region).\n\n\
 Pick it when latency or bandwidth between processes matters most. What it costs: the ring's \
