@@ -41,8 +41,8 @@ pub struct CompareArgs {
     /// Timed round trips per run [default: 20000; 2000 with --quick].
     #[arg(long)]
     pub count: Option<u64>,
-    /// Pin producer and consumer to CPUs A and B (spin is skipped when A = B:
-    /// a spinning side would hold the only CPU its peer needs).
+    /// Pin producer and consumer to CPUs A and B (with A = B, spin and hybrid
+    /// yield the CPU between polls, so that the peer can run).
     #[arg(long, value_name = "A,B", value_parser = crate::cli::parse_pin)]
     pub pin: Option<(usize, usize)>,
     /// Only the methods whose name contains this (e.g. pipes).
@@ -155,39 +155,28 @@ fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
             "{}/{} {} {} {} B",
             label.method, label.variant, label.mode, label.wait, size
         ));
-        let same_cpu = matches!(args.pin, Some((a, b)) if a == b);
-        let row = if wait == Wait::Spin && same_cpu && mode != Mode::Coroutine {
-            Row {
+        let row = match (entry.pingpong)(&cfg) {
+            Ok(r) => Row {
+                label,
+                warmup,
+                report: Some(r),
+                error: None,
+                status: "ok",
+            },
+            Err(HarnessError::Transport(e @ ipc_core::Error::TooLarge { .. })) => Row {
                 label,
                 warmup,
                 report: None,
-                error: Some("spin needs two CPUs: with both sides on one, the spinner holds the CPU its peer needs".into()),
+                error: Some(e.to_string()),
                 status: "skipped",
-            }
-        } else {
-            match (entry.pingpong)(&cfg) {
-                Ok(r) => Row {
-                    label,
-                    warmup,
-                    report: Some(r),
-                    error: None,
-                    status: "ok",
-                },
-                Err(HarnessError::Transport(e @ ipc_core::Error::TooLarge { .. })) => Row {
-                    label,
-                    warmup,
-                    report: None,
-                    error: Some(e.to_string()),
-                    status: "skipped",
-                },
-                Err(e) => Row {
-                    label,
-                    warmup,
-                    report: None,
-                    error: Some(e.to_string()),
-                    status: "failed",
-                },
-            }
+            },
+            Err(e) => Row {
+                label,
+                warmup,
+                report: None,
+                error: Some(e.to_string()),
+                status: "failed",
+            },
         };
         bar.inc(1);
         if args.json {

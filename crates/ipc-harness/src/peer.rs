@@ -41,6 +41,8 @@ pub struct PeerSpec {
     pub wait: Wait,
     /// How long the peer's `hybrid` wait polls, in nanoseconds.
     pub spin_ns: u64,
+    /// Whether the peer's polling yields its CPU (both sides share one).
+    pub spin_yields: bool,
     /// The endpoint token of the channel the peer receives on.
     pub forward: String,
     /// The endpoint token of the channel the peer answers on.

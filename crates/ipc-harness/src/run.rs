@@ -57,6 +57,12 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Whether producer and consumer are pinned to the same CPU, where a
+    /// spinning side must yield it for the other to run at all.
+    pub fn shares_one_cpu(&self) -> bool {
+        matches!(self.pin, Some((a, b)) if a == b)
+    }
+
     /// A run of `count` messages of `size` bytes in `mode`, waiting with
     /// `wait`, and the command line's defaults for the rest: 1000 warm-up
     /// messages, `--batch auto`, not pinned, a 5 s peer timeout, every byte
@@ -315,6 +321,7 @@ where
             role,
             wait,
             spin_ns: cfg.spin.as_nanos() as u64,
+            spin_yields: cfg.shares_one_cpu(),
             forward: forward.to_token(),
             back: back.to_token(),
             pin,
@@ -354,6 +361,7 @@ pub fn peer_main<T: Transport>(spec: &PeerSpec) -> Result<()> {
     if let Some(cpu) = spec.pin {
         pin_current_thread(cpu).map_err(HarnessError::Usage)?;
     }
+    crate::wait::set_spin(Duration::from_nanos(spec.spin_ns), spec.spin_yields);
     consume(
         &mut rx,
         &mut Consumer::new(spec.role.clone(), tx),
@@ -393,7 +401,7 @@ fn with_link<T: Transport, R>(
     body: impl FnOnce(&mut T::Sender, &mut T::Receiver) -> Result<R>,
 ) -> Result<R> {
     check_pin(cfg)?;
-    crate::wait::set_spin_budget(cfg.spin);
+    crate::wait::set_spin(cfg.spin, cfg.shares_one_cpu());
     let mut link = connect(cfg, role)?;
     match body(&mut link.tx, &mut link.rx) {
         Ok(r) => link.finish().map(|()| r),

@@ -1,7 +1,7 @@
 //! The ways a receiver waits, implemented once for every transport over
 //! `recv` and `try_recv`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ipc_core::{Error, Receiver};
@@ -31,13 +31,30 @@ pub const HYBRID_SPIN: Duration = Duration::from_micros(50);
 /// The budget `hybrid` polls for in this process, in nanoseconds.
 static SPIN_BUDGET_NS: AtomicU64 = AtomicU64::new(HYBRID_SPIN.as_nanos() as u64);
 
-/// Sets how long `hybrid` polls before it blocks, for this process (the
-/// command line's `--spin-us`; the peer process gets the same).
-pub fn set_spin_budget(budget: Duration) {
+/// Whether polling yields the CPU instead of pausing, in this process.
+static SPIN_YIELDS: AtomicBool = AtomicBool::new(false);
+
+/// Sets, for this process, how long `hybrid` polls before it blocks (the
+/// command line's `--spin-us`) and whether polling yields the CPU between
+/// polls: when both sides are pinned to one CPU, a side that only paused
+/// would hold the CPU its peer needs until the scheduler's tick, so it yields
+/// instead (the peer process gets the same settings).
+pub fn set_spin(budget: Duration, yields: bool) {
     SPIN_BUDGET_NS.store(
         budget.as_nanos().min(u64::MAX as u128) as u64,
         Ordering::Relaxed,
     );
+    SPIN_YIELDS.store(yields, Ordering::Relaxed);
+}
+
+/// Waits a moment between two polls: a pause, or a yield of the CPU.
+#[inline]
+fn relax() {
+    if SPIN_YIELDS.load(Ordering::Relaxed) {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
 }
 
 /// How long `hybrid` polls before it blocks, in this process.
@@ -73,7 +90,7 @@ impl Wait {
             Wait::Spin => loop {
                 match rx.try_recv() {
                     Ok(m) => return Ok(f(m)),
-                    Err(Error::Empty) => std::hint::spin_loop(),
+                    Err(Error::Empty) => relax(),
                     Err(e) => return Err(e),
                 }
             },
@@ -92,7 +109,7 @@ impl Wait {
                     if polls % 16 == 0 && start.elapsed() >= budget {
                         return rx.recv().map(f);
                     }
-                    std::hint::spin_loop();
+                    relax();
                 }
             }
         }
