@@ -42,10 +42,15 @@ pub fn fill(buf: &mut [u8], seq: u64, verify: Verify) {
     } else {
         buf.len()
     };
-    for (j, chunk) in buf[..words].chunks_mut(8).enumerate() {
-        let w = word(seq, j as u64).to_le_bytes();
-        chunk.copy_from_slice(&w[..chunk.len()]);
+    let mut chunks = buf[..words].chunks_exact_mut(8);
+    let mut j = 0u64;
+    for chunk in &mut chunks {
+        chunk.copy_from_slice(&word(seq, j).to_le_bytes());
+        j += 1;
     }
+    let tail = chunks.into_remainder();
+    let len = tail.len();
+    tail.copy_from_slice(&word(seq, j).to_le_bytes()[..len]);
 }
 
 /// Checks that `msg` is message `seq` of `len` bytes; says what differs.
@@ -74,15 +79,32 @@ pub fn check(msg: &[u8], seq: u64, len: usize, verify: Verify) -> Result<(), Str
         });
     }
     if verify == Verify::Full {
-        for (j, chunk) in msg.chunks(8).enumerate().skip(1) {
-            let w = word(seq, j as u64).to_le_bytes();
-            if chunk != &w[..chunk.len()] {
-                return Err(format!(
-                    "message {seq} is corrupt at bytes {}..{}",
-                    j * 8,
-                    j * 8 + chunk.len()
-                ));
+        let corrupt = |j: usize, len: usize| {
+            format!(
+                "message {seq} is corrupt at bytes {}..{}",
+                j * 8,
+                j * 8 + len
+            )
+        };
+        // Whole words are compared as u64s (the compiler vectorises this);
+        // the tail, if any, byte by byte.
+        let words = msg.chunks_exact(8);
+        let tail = words.remainder();
+        let mut bad = None;
+        for (j, chunk) in words.enumerate().skip(1) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if u64::from_le_bytes(w) != word(seq, j as u64) {
+                bad = Some(j);
+                break;
             }
+        }
+        if let Some(j) = bad {
+            return Err(corrupt(j, 8));
+        }
+        let j = msg.len() / 8;
+        if !tail.is_empty() && j > 0 && tail != &word(seq, j as u64).to_le_bytes()[..tail.len()] {
+            return Err(corrupt(j, tail.len()));
         }
     }
     Ok(())
