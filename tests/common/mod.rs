@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -184,10 +184,6 @@ pub fn json_line(out: &Output) -> serde_json::Value {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }
 
 /// Starts `bin stream <args>` long enough to be interrupted, and waits for

@@ -117,12 +117,11 @@ impl Endpoint {
 /// inheritable only in the child, between fork and exec) and the rule that it
 /// dies with its parent.
 ///
-/// Drop it (or call [`Handover::close`]) after spawning, to close the
-/// parent's copies of the child's fds; otherwise an EOF would never come.
+/// Drop it after spawning, to close the parent's copies of the child's fds;
+/// otherwise an EOF would never come.
 #[derive(Debug)]
 pub struct Handover {
     fds: Vec<OwnedFd>,
-    keep: Vec<Box<dyn std::any::Any>>,
     death_signal: i32,
 }
 
@@ -130,7 +129,6 @@ impl Default for Handover {
     fn default() -> Self {
         Handover {
             fds: Vec::new(),
-            keep: Vec::new(),
             death_signal: libc::SIGKILL,
         }
     }
@@ -147,13 +145,6 @@ impl Handover {
         let raw = fd.as_raw_fd();
         self.fds.push(fd);
         raw
-    }
-
-    /// Keeps `guard` alive until the handover is dropped, after the child has
-    /// been spawned (for example the parent's copy of an end whose peer must
-    /// exist while the child opens it).
-    pub fn keep_until_spawned(&mut self, guard: impl std::any::Any) {
-        self.keep.push(Box::new(guard));
     }
 
     /// The signal the child gets when this process exits (`PR_SET_PDEATHSIG`):
@@ -183,9 +174,6 @@ impl Handover {
             cmd.pre_exec(move || crate::sys::prepare_child(&fds, parent, signal));
         }
     }
-
-    /// Closes the parent's copies of the handed-over fds (same as dropping it).
-    pub fn close(self) {}
 }
 
 #[cfg(test)]

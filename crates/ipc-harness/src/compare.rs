@@ -155,28 +155,19 @@ fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
             "{}/{} {} {} {} B",
             label.method, label.variant, label.mode, label.wait, size
         ));
-        let row = match (entry.pingpong)(&cfg) {
-            Ok(r) => Row {
-                label,
-                warmup,
-                report: Some(r),
-                error: None,
-                status: "ok",
-            },
-            Err(HarnessError::Transport(e @ ipc_core::Error::TooLarge { .. })) => Row {
-                label,
-                warmup,
-                report: None,
-                error: Some(e.to_string()),
-                status: "skipped",
-            },
-            Err(e) => Row {
-                label,
-                warmup,
-                report: None,
-                error: Some(e.to_string()),
-                status: "failed",
-            },
+        let (report, error, status) = match (entry.pingpong)(&cfg) {
+            Ok(r) => (Some(r), None, "ok"),
+            Err(HarnessError::Transport(e @ ipc_core::Error::TooLarge { .. })) => {
+                (None, Some(e.to_string()), "skipped")
+            }
+            Err(e) => (None, Some(e.to_string()), "failed"),
+        };
+        let row = Row {
+            label,
+            warmup,
+            report,
+            error,
+            status,
         };
         bar.inc(1);
         if args.json {
@@ -256,6 +247,9 @@ pub fn table(rows: &[Row], pin: Option<(usize, usize)>) -> String {
     out
 }
 
+/// One chart: its file, its title and the figure it draws of each run.
+type Chart = (&'static str, &'static str, fn(&PingpongReport) -> f64);
+
 fn write_files(dir: &std::path::Path, rows: &[Row], pin: Option<(usize, usize)>) -> Result<()> {
     let io = |what: &str, e: std::io::Error| {
         HarnessError::Other(format!("{what} in {}: {e}", dir.display()))
@@ -317,39 +311,25 @@ fn write_files(dir: &std::path::Path, rows: &[Row], pin: Option<(usize, usize)>)
         .iter()
         .filter_map(|r| Some((r, r.report.as_ref()?)))
         .collect();
-    let p50: Vec<crate::chart::Bar> = ran
-        .iter()
-        .map(|(r, p)| (label(r), p.rtt.p50 as f64))
-        .collect();
-    let p99: Vec<crate::chart::Bar> = ran
-        .iter()
-        .map(|(r, p)| (label(r), p.rtt.p99 as f64))
-        .collect();
-    let cpu: Vec<crate::chart::Bar> = ran
-        .iter()
-        .map(|(r, p)| (label(r), p.cpu_ns_per_msg))
-        .collect();
     let where_ = report::pin_words(pin.map(|(a, b)| [a, b]));
-    crate::chart::bars(
-        &dir.join("rtt_p50.svg"),
-        &format!("Median round trip ({where_})"),
-        "log scale",
-        &p50,
-    )
-    .map_err(HarnessError::Other)?;
-    crate::chart::bars(
-        &dir.join("rtt_p99.svg"),
-        &format!("99th percentile round trip ({where_})"),
-        "log scale",
-        &p99,
-    )
-    .map_err(HarnessError::Other)?;
-    crate::chart::bars(
-        &dir.join("cpu_per_msg.svg"),
-        &format!("CPU per message, both sides ({where_})"),
-        "log scale",
-        &cpu,
-    )
-    .map_err(HarnessError::Other)?;
+    let charts: [Chart; 3] = [
+        ("rtt_p50.svg", "Median round trip", |p| p.rtt.p50 as f64),
+        ("rtt_p99.svg", "99th percentile round trip", |p| {
+            p.rtt.p99 as f64
+        }),
+        ("cpu_per_msg.svg", "CPU per message, both sides", |p| {
+            p.cpu_ns_per_msg
+        }),
+    ];
+    for (file, title, value) in charts {
+        let bars: Vec<crate::chart::Bar> = ran.iter().map(|(r, p)| (label(r), value(p))).collect();
+        crate::chart::bars(
+            &dir.join(file),
+            &format!("{title} ({where_})"),
+            "log scale",
+            &bars,
+        )
+        .map_err(HarnessError::Other)?;
+    }
     Ok(())
 }
