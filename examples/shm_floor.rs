@@ -3,18 +3,21 @@
 //! - latency: two threads ping-ponging one 8-byte atomic on its own cache
 //!   line, timed one round trip per sample like the harness (the cheapest
 //!   possible exchange between two cores), next to `ipc-shm pingpong --wait
-//!   spin --batch 1` in process mode at 8 and 64 bytes;
+//!   spin --batch 1` in process mode at 8 and 64 bytes, in rounds (the floor
+//!   and ipc-shm again each time) with the median of the rounds' ratios;
 //! - bandwidth: single-core `memcpy` of 64 KiB messages out of a ring-sized
-//!   buffer, next to `ipc-shm stream` at 64 KiB with `--verify seq` and `full`.
+//!   buffer, and the barest copy ring between two threads (what the cores
+//!   and caches allow), next to `ipc-shm stream` at 64 KiB with `--verify
+//!   seq` and `full`.
 //!
 //! ```text
 //! cargo run --release --example shm_floor
+//! cargo run --release --example shm_floor -- --latency   # the first part only
+//! cargo run --release --example shm_floor -- --rounds 9   # latency rounds (5)
 //! ```
 
-use std::time::Instant;
-
 use ipc_core::Mode;
-use ipc_harness::{Batch, Entry, RunConfig, Verify, Wait};
+use ipc_harness::{floor, Batch, Entry, RunConfig, Verify, Wait};
 
 const COUNT: u64 = 200_000;
 const WARMUP: u64 = 10_000;
@@ -28,44 +31,70 @@ fn config(size: usize, count: u64, wait: Wait, verify: Verify) -> RunConfig {
     }
 }
 
-/// Single-core memcpy bandwidth, 64 KiB at a time out of a 4 MiB buffer (the
-/// ring's size) into a 64 KiB one, as the consumer copies.
-fn memcpy_bandwidth() -> f64 {
-    let src = vec![7u8; 4 << 20];
-    let chunk = 64 << 10;
-    let mut dst = vec![0u8; chunk];
-    let chunks = src.len() / chunk;
-    let rounds = 20_000;
-    let t0 = Instant::now();
-    for i in 0..rounds {
-        let from = (i % chunks) * chunk;
-        dst.copy_from_slice(&src[from..from + chunk]);
-        std::hint::black_box(&mut dst);
-    }
-    (rounds * chunk) as f64 / t0.elapsed().as_secs_f64()
-}
-
 fn main() {
     let shm = Entry::of::<ipc_shm::ShmRing>();
     ipc_harness::run_peer_if_asked(&[shm]);
+    ipc_harness::remove_objects_on_interrupt();
 
-    let floor = ipc_harness::floor::atomic_round_trips(COUNT as usize, WARMUP as usize);
-    let floor_p50 = floor[floor.len() / 2];
-    println!("{{\"name\":\"atomic ping-pong between two threads (floor)\",\"p50_ns\":{floor_p50},\"p99_ns\":{}}}", floor[floor.len() * 99 / 100]);
-    for size in [8, 64] {
-        match (shm.pingpong)(&config(size, COUNT, Wait::Spin, Verify::Full)) {
-            Ok(r) => println!(
-                "{{\"name\":\"ipc-shm pingpong --wait spin --size {size}\",\"p50_ns\":{},\"p99_ns\":{},\"x_floor\":{:.2}}}",
-                r.rtt.p50,
-                r.rtt.p99,
-                r.rtt.p50 as f64 / floor_p50 as f64
-            ),
-            Err(e) => println!("{{\"name\":\"ipc-shm --size {size}\",\"error\":\"{e}\"}}"),
+    let args: Vec<String> = std::env::args().collect();
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
+        .unwrap_or(5)
+        .max(1);
+    // Each round measures the floor and then ipc-shm, so that a ratio never
+    // spans a change of where the vCPUs run; the median of the rounds' ratios
+    // closes the list.
+    let mut ratios = [Vec::new(), Vec::new()];
+    for round in 1..=rounds {
+        let samples = floor::atomic_round_trips(COUNT as usize, WARMUP as usize);
+        let floor_p50 = samples[samples.len() / 2];
+        println!("{{\"round\":{round},\"name\":\"atomic ping-pong between two threads (floor)\",\"p50_ns\":{floor_p50},\"p99_ns\":{}}}", samples[samples.len() * 99 / 100]);
+        for (i, size) in [8, 64].into_iter().enumerate() {
+            match (shm.pingpong)(&config(size, COUNT, Wait::Spin, Verify::Full)) {
+                Ok(r) => {
+                    let ratio = r.rtt.p50 as f64 / floor_p50 as f64;
+                    ratios[i].push(ratio);
+                    println!(
+                        "{{\"round\":{round},\"name\":\"ipc-shm pingpong --wait spin --size {size}\",\"p50_ns\":{},\"p99_ns\":{},\"x_floor\":{ratio:.2}}}",
+                        r.rtt.p50, r.rtt.p99,
+                    )
+                }
+                Err(e) => println!("{{\"name\":\"ipc-shm --size {size}\",\"error\":\"{e}\"}}"),
+            }
         }
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let [mut r8, mut r64] = ratios;
+    println!(
+        "{{\"name\":\"median of {rounds} rounds\",\"x_floor_8\":{:.2},\"x_floor_64\":{:.2}}}",
+        median(&mut r8),
+        median(&mut r64)
+    );
 
-    let memcpy = memcpy_bandwidth();
+    if args.iter().any(|a| a == "--latency") {
+        return;
+    }
+    const SIZE: usize = 64 << 10;
+    let memcpy = floor::memcpy_bandwidth(SIZE, ipc_shm::DEFAULT_RING, 20_000);
     println!("{{\"name\":\"memcpy 64 KiB, one core\",\"bytes_per_s\":{memcpy:.0}}}");
+    for ring in [ipc_shm::DEFAULT_RING, 256 << 10] {
+        let name = format!(
+            "bare copy ring, two threads, 64 KiB, {} KiB ring",
+            ring >> 10
+        );
+        match floor::copy_ring_bandwidth(SIZE, ring, 20_000) {
+            Some(b) => println!(
+                "{{\"name\":\"{name}\",\"bytes_per_s\":{b:.0},\"x_memcpy\":{:.2}}}",
+                b / memcpy
+            ),
+            None => println!("{{\"name\":\"{name}\",\"error\":\"a message arrived wrong\"}}"),
+        }
+    }
     // The defaults (blocking waits, a 4 MiB ring), then both sides awake
     // with a ring that stays in the caches (256 KiB).
     let runs = [
@@ -74,7 +103,7 @@ fn main() {
         (Wait::Spin, Some(256 << 10), Verify::Seq),
     ];
     for (wait, capacity, verify) in runs {
-        let mut cfg = config(64 << 10, 20_000, wait, verify);
+        let mut cfg = config(SIZE, 20_000, wait, verify);
         cfg.capacity = capacity;
         let name = format!(
             "ipc-shm stream --size 65536 --wait {} --verify {}{}",

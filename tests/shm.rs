@@ -10,6 +10,14 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_ipc-shm");
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// Every start of a run, and `clean`, removes the regions of creators that
+/// died, whoever started them: the tests here run one at a time, so that
+/// one of them does not remove what another one killed and still checks.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The regions in /dev/shm that process `pid` created.
 fn regions_of(pid: u32) -> Vec<String> {
     let prefix = format!("ipc-showcase.shm.{pid}.");
@@ -33,6 +41,7 @@ fn variants() -> Vec<&'static str> {
 
 #[test]
 fn every_mode_and_wait_prints_the_contract_json_and_leaves_nothing() {
+    let _serial = one_at_a_time();
     for variant in variants() {
         for mode in ["process", "thread"] {
             for wait in ["block", "spin", "hybrid"] {
@@ -102,6 +111,7 @@ fn every_mode_and_wait_prints_the_contract_json_and_leaves_nothing() {
 
 #[test]
 fn a_killed_peer_ends_the_run_with_exit_code_3_and_the_regions_are_removed() {
+    let _serial = one_at_a_time();
     for wait in ["block", "spin"] {
         let tmp = TempDir::new("shm-peerkill");
         let (mut child, peer) = long_stream(BIN, &tmp, &["--wait", wait]);
@@ -134,6 +144,7 @@ fn a_killed_peer_ends_the_run_with_exit_code_3_and_the_regions_are_removed() {
 
 #[test]
 fn a_killed_parent_takes_its_peer_along_and_the_next_start_or_clean_removes_its_regions() {
+    let _serial = one_at_a_time();
     for then in ["next start", "clean"] {
         let tmp = TempDir::new("shm-parentkill");
         let (mut child, peer) = long_stream(BIN, &tmp, &[]);
@@ -165,6 +176,7 @@ fn a_killed_parent_takes_its_peer_along_and_the_next_start_or_clean_removes_its_
 
 #[test]
 fn the_peer_of_a_killed_parent_says_why_it_stops() {
+    let _serial = one_at_a_time();
     let tmp = TempDir::new("shm-orphan");
     let (mut child, peer) = long_stream(BIN, &tmp, &[]);
     // The peer's stderr is the parent's: capture the parent's after the kill.
@@ -181,6 +193,7 @@ fn the_peer_of_a_killed_parent_says_why_it_stops() {
 
 #[test]
 fn ctrl_c_removes_the_regions_and_stops_the_peer() {
+    let _serial = one_at_a_time();
     let tmp = TempDir::new("shm-sigint");
     let (mut child, peer) = long_stream(BIN, &tmp, &["--wait", "hybrid"]);
     let parent = child.id();
@@ -201,6 +214,7 @@ fn ctrl_c_removes_the_regions_and_stops_the_peer() {
 
 #[test]
 fn clean_refuses_a_region_another_user_owns() {
+    let _serial = one_at_a_time();
     let name = format!("ipc-showcase.shm.{}.frgn", u32::MAX - 11);
     let path = std::path::Path::new("/dev/shm").join(&name);
     std::fs::write(&path, b"").expect("make a region file");

@@ -24,13 +24,26 @@ impl Verify {
     }
 }
 
-/// The `j`-th 8-byte word of message `seq`: word 0 is `seq` itself.
+/// An odd constant (2^64 / golden ratio): multiples of it differ for every
+/// position below 2^64.
+const STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// What every word of message `seq` but the first is mixed with.
+#[inline]
+fn base(seq: u64) -> u64 {
+    (seq ^ 0x5851_F42D_4C95_7F2D).wrapping_mul(STEP)
+}
+
+/// The `j`-th 8-byte word of message `seq`: word 0 is `seq` itself, word `j`
+/// the message's base XOR `j * STEP`, so words differ by position and by
+/// message, and a whole message is made or checked with a multiply, an xor
+/// and a compare per word, which the compiler vectorises.
 #[inline]
 fn word(seq: u64, j: u64) -> u64 {
     if j == 0 {
         seq
     } else {
-        (seq ^ j.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ j
+        base(seq) ^ j.wrapping_mul(STEP)
     }
 }
 
@@ -44,8 +57,13 @@ pub fn fill(buf: &mut [u8], seq: u64, verify: Verify) {
     };
     let mut chunks = buf[..words].chunks_exact_mut(8);
     let mut j = 0u64;
+    if let Some(first) = chunks.next() {
+        first.copy_from_slice(&seq.to_le_bytes());
+        j = 1;
+    }
+    let mix = base(seq);
     for chunk in &mut chunks {
-        chunk.copy_from_slice(&word(seq, j).to_le_bytes());
+        chunk.copy_from_slice(&(mix ^ j.wrapping_mul(STEP)).to_le_bytes());
         j += 1;
     }
     let tail = chunks.into_remainder();
@@ -86,21 +104,26 @@ pub fn check(msg: &[u8], seq: u64, len: usize, verify: Verify) -> Result<(), Str
                 j * 8 + len
             )
         };
-        // Whole words are compared as u64s (the compiler vectorises this);
-        // the tail, if any, byte by byte.
+        // Whole words are compared as u64s, all of them with no early exit
+        // (so the compiler vectorises the loop), and searched for the first
+        // difference only when there is one; the tail, if any, byte by byte.
         let words = msg.chunks_exact(8);
         let tail = words.remainder();
-        let mut bad = None;
-        for (j, chunk) in words.enumerate().skip(1) {
+        let mix = base(seq);
+        let at = |j: usize, chunk: &[u8]| {
             let mut w = [0u8; 8];
             w.copy_from_slice(chunk);
-            if u64::from_le_bytes(w) != word(seq, j as u64) {
-                bad = Some(j);
-                break;
+            u64::from_le_bytes(w) ^ mix ^ (j as u64).wrapping_mul(STEP)
+        };
+        let diff = words
+            .clone()
+            .enumerate()
+            .skip(1)
+            .fold(0u64, |acc, (j, chunk)| acc | at(j, chunk));
+        if diff != 0 {
+            if let Some((j, _)) = words.enumerate().skip(1).find(|&(j, c)| at(j, c) != 0) {
+                return Err(corrupt(j, 8));
             }
-        }
-        if let Some(j) = bad {
-            return Err(corrupt(j, 8));
         }
         let j = msg.len() / 8;
         if !tail.is_empty() && j > 0 && tail != &word(seq, j as u64).to_le_bytes()[..tail.len()] {
