@@ -522,18 +522,45 @@ impl<B: Backend> ShmReceiver<B> {
     #[inline]
     fn take(&mut self) -> Result<Next> {
         let ring = &*self.ring;
+        let off = self.tail & (ring.capacity - 1);
+        ring.prefetch_after(off);
+        let h = ring.header(off).load(Ordering::Acquire);
+        if h & !0xffff_ffff != stamp(self.tail) {
+            return self.nothing_yet();
+        }
+        let len = h as u32 as usize;
+        if len > ring.max || off + frame_len(len) > ring.capacity {
+            // A wrap marker (its length is u32::MAX) or a corrupt header.
+            return self.take_slow();
+        }
+        self.read(off, len);
+        Ok(Next::Message)
+    }
+
+    /// Why there is no frame at the consumer's position: none yet, or none
+    /// ever again.
+    #[inline]
+    fn nothing_yet(&self) -> Result<Next> {
+        let ring = &*self.ring;
+        if ring.ctl().life.0.producer_closed.load(Ordering::Acquire) != 0
+            && !Self::ready(ring, self.tail)
+        {
+            return Err(Error::Disconnected);
+        }
+        Ok(Next::Empty)
+    }
+
+    /// `take` past a wrap marker, or the error for a header that cannot be.
+    #[cold]
+    #[inline(never)]
+    fn take_slow(&mut self) -> Result<Next> {
+        let ring = &*self.ring;
         loop {
             let off = self.tail & (ring.capacity - 1);
             ring.prefetch_after(off);
             let h = ring.header(off).load(Ordering::Acquire);
             if h & !0xffff_ffff != stamp(self.tail) {
-                let life = &ring.ctl().life.0;
-                if life.producer_closed.load(Ordering::Acquire) != 0
-                    && !Self::ready(ring, self.tail)
-                {
-                    return Err(Error::Disconnected);
-                }
-                return Ok(Next::Empty);
+                return self.nothing_yet();
             }
             let len = h as u32;
             if len == WRAP {
@@ -547,22 +574,31 @@ impl<B: Backend> ShmReceiver<B> {
                     ring.max, ring.capacity
                 )));
             }
-            self.buf.clear();
-            self.buf.reserve(len);
-            // SAFETY: the header was published (Acquire) after the payload was
-            // written, and the producer does not touch [off, off + frame)
-            // until the tail below moves past it; the destination has room
-            // for len bytes (reserved above) and is ours alone.
-            unsafe {
-                std::ptr::copy_nonoverlapping(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
-                self.buf.set_len(len);
-            }
-            self.tail += frame_len(len);
-            publish(&ring.ctl().tail.0, self.tail, self.light);
-            wake(&ring.ctl().producer_wait.0);
-            self.empty_polls = 0;
+            self.read(off, len);
             return Ok(Next::Message);
         }
+    }
+
+    /// Copies the message of the frame at ring offset `off` (published, of
+    /// `len` bytes, checked to fit in the ring) into `buf` and frees the frame.
+    #[inline(always)]
+    fn read(&mut self, off: u64, len: usize) {
+        let ring = &*self.ring;
+        self.buf.clear();
+        self.buf.reserve(len);
+        // SAFETY: the header was published (Acquire) after the payload was
+        // written, and the producer does not touch [off, off + frame) until
+        // the tail below moves past it; the callers checked that the frame
+        // lies inside the ring; the destination has room for len bytes
+        // (reserved above) and is ours alone.
+        unsafe {
+            std::ptr::copy_nonoverlapping(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
+            self.buf.set_len(len);
+        }
+        self.tail += frame_len(len);
+        publish(&ring.ctl().tail.0, self.tail, self.light);
+        wake(&ring.ctl().producer_wait.0);
+        self.empty_polls = 0;
     }
 
     fn producer_alive(&self) -> bool {
@@ -642,5 +678,43 @@ impl<B> Drop for ShmReceiver<B> {
             fence(Ordering::SeqCst);
             wake(&ctl.producer_wait.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Native;
+
+    /// Writes a header at the consumer's position, as a hostile peer could.
+    fn forge(rx: &ShmReceiver<Native>, len: u64) {
+        let off = rx.tail & (rx.ring.capacity - 1);
+        rx.ring
+            .header(off)
+            .store(stamp(rx.tail) | len, Ordering::Release);
+    }
+
+    fn corrupt(rx: &mut ShmReceiver<Native>) -> String {
+        match rx.take() {
+            Err(Error::Corrupt(why)) => why,
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("expected Corrupt, got a message or nothing"),
+        }
+    }
+
+    #[test]
+    fn a_header_that_cannot_be_is_corrupt_and_copies_nothing() {
+        let ring = Ring::create::<Native>("shm", 4096, 256).expect("ring");
+        let (_tx, mut rx) = ends::<Native>(ring);
+
+        // Longer than the largest message.
+        forge(&rx, 1000);
+        assert!(corrupt(&mut rx).contains("1000 bytes"));
+
+        // Within the maximum but running past the end of the ring.
+        rx.tail = 4096 - 16;
+        forge(&rx, 200);
+        assert!(corrupt(&mut rx).contains("200 bytes at ring offset 4080"));
+        assert!(rx.buf.is_empty(), "nothing was copied");
     }
 }
