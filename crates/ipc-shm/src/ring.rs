@@ -4,11 +4,13 @@
 //! Layout: a control block whose parts each sit on their own 128-byte line
 //! pair (so the adjacent-line prefetcher does not make two writers share),
 //! then the data ring. A frame is an 8-byte header word, then the payload,
-//! padded to 8 bytes. The header word carries the frame's position stamp (high
-//! 32 bits) and length (low 32 bits) and is published last with a Release
-//! store: the consumer polls the header of the next frame itself, so an
-//! 8-byte message moves in one cache line and a 64-byte one in two. A frame
-//! that does not fit before the end of the ring is preceded by a wrap marker.
+//! padded to 8 bytes, frames packed one after the other. The header word
+//! carries the frame's position stamp (high 32 bits) and length (low 32
+//! bits) and is published last: the consumer polls the header of the next
+//! frame itself, so an 8-byte message moves in one cache line and a 64-byte
+//! one in two (the consumer asks for the second line before each look at the
+//! header, so the two travel together). A frame that does not fit before the
+//! end of the ring is preceded by a wrap marker.
 //!
 //! Blocking uses a futex word per direction in the region (shared futex
 //! operations): a waiter announces itself, re-checks, and sleeps; the other
