@@ -16,6 +16,8 @@
 //! cargo run --release --example shm_floor -- --rounds 9   # latency rounds (5)
 //! ```
 
+use std::io::Write;
+
 use ipc_core::Mode;
 use ipc_harness::{floor, Batch, Entry, RunConfig, Verify, Wait};
 
@@ -29,6 +31,16 @@ fn config(size: usize, count: u64, wait: Wait, verify: Verify) -> RunConfig {
         verify,
         ..RunConfig::new(Mode::Process, wait, size, count)
     }
+}
+
+/// Prints a line of results; ends the run quietly when nobody reads them
+/// any more (`| head`), instead of panicking on the closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            return;
+        }
+    };
 }
 
 fn main() {
@@ -50,18 +62,18 @@ fn main() {
     for round in 1..=rounds {
         let samples = floor::atomic_round_trips(COUNT as usize, WARMUP as usize);
         let floor_p50 = samples[samples.len() / 2];
-        println!("{{\"round\":{round},\"name\":\"atomic ping-pong between two threads (floor)\",\"p50_ns\":{floor_p50},\"p99_ns\":{}}}", samples[samples.len() * 99 / 100]);
+        out!("{{\"round\":{round},\"name\":\"atomic ping-pong between two threads (floor)\",\"p50_ns\":{floor_p50},\"p99_ns\":{}}}", samples[samples.len() * 99 / 100]);
         for (i, size) in [8, 64].into_iter().enumerate() {
             match (shm.pingpong)(&config(size, COUNT, Wait::Spin, Verify::Full)) {
                 Ok(r) => {
                     let ratio = r.rtt.p50 as f64 / floor_p50 as f64;
                     ratios[i].push(ratio);
-                    println!(
+                    out!(
                         "{{\"round\":{round},\"name\":\"ipc-shm pingpong --wait spin --size {size}\",\"p50_ns\":{},\"p99_ns\":{},\"x_floor\":{ratio:.2}}}",
                         r.rtt.p50, r.rtt.p99,
                     )
                 }
-                Err(e) => println!("{{\"name\":\"ipc-shm --size {size}\",\"error\":\"{e}\"}}"),
+                Err(e) => out!("{{\"name\":\"ipc-shm --size {size}\",\"error\":\"{e}\"}}"),
             }
         }
     }
@@ -70,7 +82,7 @@ fn main() {
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     let [mut r8, mut r64] = ratios;
-    println!(
+    out!(
         "{{\"name\":\"median of {rounds} rounds\",\"x_floor_8\":{:.2},\"x_floor_64\":{:.2}}}",
         median(&mut r8),
         median(&mut r64)
@@ -81,18 +93,18 @@ fn main() {
     }
     const SIZE: usize = 64 << 10;
     let memcpy = floor::memcpy_bandwidth(SIZE, ipc_shm::DEFAULT_RING, 20_000);
-    println!("{{\"name\":\"memcpy 64 KiB, one core\",\"bytes_per_s\":{memcpy:.0}}}");
+    out!("{{\"name\":\"memcpy 64 KiB, one core\",\"bytes_per_s\":{memcpy:.0}}}");
     for ring in [ipc_shm::DEFAULT_RING, 256 << 10] {
         let name = format!(
             "bare copy ring, two threads, 64 KiB, {} KiB ring",
             ring >> 10
         );
         match floor::copy_ring_bandwidth(SIZE, ring, 20_000) {
-            Some(b) => println!(
+            Some(b) => out!(
                 "{{\"name\":\"{name}\",\"bytes_per_s\":{b:.0},\"x_memcpy\":{:.2}}}",
                 b / memcpy
             ),
-            None => println!("{{\"name\":\"{name}\",\"error\":\"a message arrived wrong\"}}"),
+            None => out!("{{\"name\":\"{name}\",\"error\":\"a message arrived wrong\"}}"),
         }
     }
     // The defaults (blocking waits, a 4 MiB ring), then both sides awake
@@ -114,12 +126,12 @@ fn main() {
                 .unwrap_or_default()
         );
         match (shm.stream)(&cfg) {
-            Ok(r) => println!(
+            Ok(r) => out!(
                 "{{\"name\":\"{name}\",\"bytes_per_s\":{:.0},\"x_memcpy\":{:.2}}}",
                 r.bytes_per_s,
                 r.bytes_per_s / memcpy
             ),
-            Err(e) => println!("{{\"name\":\"{name}\",\"error\":\"{e}\"}}"),
+            Err(e) => out!("{{\"name\":\"{name}\",\"error\":\"{e}\"}}"),
         }
     }
 }
