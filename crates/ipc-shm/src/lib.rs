@@ -27,14 +27,19 @@
 //! option, rounded up to a power of two and to at least twice the largest
 //! frame. A peer that dies without closing its end is noticed from its pid
 //! within [`ring::LIVENESS_CHECK`] by a blocked waiter, and after 65536 empty
-//! polls by a spinning one.
+//! polls by a spinning one; an end handed to another process that never
+//! opens it counts as gone after the options' connect timeout.
 //!
 //! # Limitations
 //!
-//! Linux only (futexes, /dev/shm). One producer and one consumer per ring.
-//! The other process can write anything into the region: a frame that
-//! cannot be valid is [`ipc_core::Error::Corrupt`], but a hostile peer can
-//! still send wrong bytes, as over any channel.
+//! Linux only (futexes, /dev/shm). One producer and one consumer per ring,
+//! of at most [`ring::MAX_CAPACITY`] bytes. The other process can write
+//! anything into the region: a header or a position that cannot be valid is
+//! [`ipc_core::Error::Corrupt`] and nothing is read or written outside the
+//! ring, but a peer that breaks the protocol can still hand over wrong bytes
+//! (as over any channel), change a message while it is being copied out, or
+//! shrink the region, which makes this process fault (SIGBUS). Share a ring
+//! only with a process you would share your memory with.
 
 mod region;
 pub mod ring;
@@ -85,7 +90,12 @@ impl<B: Backend> Transport for Shm<B> {
 
     fn channel(mode: Mode, opts: &Options) -> Result<(ShmSender<B>, ShmReceiver<B>)> {
         check_mode::<Self>(mode)?;
-        let ring = ring::Ring::create::<B>(Self::NAME, ring_capacity(opts), opts.max_message)?;
+        let ring = ring::Ring::create::<B>(
+            Self::NAME,
+            ring_capacity(opts),
+            opts.max_message,
+            opts.connect_timeout,
+        )?;
         Ok(ring::ends(ring))
     }
 

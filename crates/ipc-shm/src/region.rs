@@ -26,6 +26,7 @@ pub trait Backend: Send + Sync + 'static {
     /// The variant name a transport on this backend carries.
     const VARIANT: &'static str;
     /// Creates and maps a new zero-filled region of `len` bytes named `name`.
+    /// When it fails after the name exists, the caller removes the name.
     fn create(name: &str, len: usize) -> Result<Mapping>;
     /// Maps the existing region `name`.
     fn open(name: &str) -> Result<Mapping>;
@@ -73,8 +74,12 @@ impl Region {
     pub fn create<B: Backend>(method: &str, len: usize) -> Result<Self> {
         let _ = clean(method);
         let name = format!("/{}", names::unique_name(method));
-        let map = B::create(&name, len)?;
+        // Registered before it exists, so that Ctrl-C during a long
+        // allocation removes it too; if creating fails half-way (after the
+        // name exists), dropping `owned` removes it. The name is new (random,
+        // and O_EXCL), so this removes nobody else's object.
         let owned = Owned::register(Resource::Shm(name.clone()));
+        let map = B::create(&name, len)?;
         Ok(Region {
             map,
             name,
@@ -216,10 +221,7 @@ impl Backend for Native {
             Perm::S_IRUSR | Perm::S_IWUSR,
         )
         .map_err(|e| Error::sys(format!("create the shared memory {name}"), e))?;
-        if let Err(e) = allocate(&fd, len, name) {
-            let _ = Resource::Shm(name.to_owned()).remove();
-            return Err(e);
-        }
+        allocate(&fd, len, name)?;
         map_fd(&fd, len, name)
     }
 
@@ -271,13 +273,12 @@ impl Backend for Crate {
         // The crate does not reserve the pages; do it through our own fd.
         let fd = nix::sys::mman::shm_open(name, OFlag::O_RDWR | OFlag::O_CLOEXEC, Perm::empty())
             .map_err(|e| Error::sys(format!("open the shared memory {name}"), e))?;
-        if let Err(e) = nix::fcntl::posix_fallocate(&fd, 0, len as libc::off_t) {
-            let _ = Resource::Shm(name.to_owned()).remove();
-            return Err(Error::sys(
+        nix::fcntl::posix_fallocate(&fd, 0, len as libc::off_t).map_err(|e| {
+            Error::sys(
                 format!("reserve {len} bytes of shared memory for {name}"),
                 e,
-            ));
-        }
+            )
+        })?;
         let ptr = NonNull::new(shm.as_ptr())
             .ok_or_else(|| Error::BadEndpoint(format!("{name} mapped at null")))?;
         Ok(Mapping {

@@ -10,7 +10,12 @@
 //! frame itself, so an 8-byte message moves in one cache line and a 64-byte
 //! one in two (the consumer asks for the second line before each look at the
 //! header, so the two travel together). A frame that does not fit before the
-//! end of the ring is preceded by a wrap marker.
+//! end of the ring is preceded by a wrap marker. The ring is never cleared by
+//! the consumer, so the slot where the next header will go may still hold an
+//! earlier lap's payload, whose bytes could read as a header for this lap:
+//! the producer makes sure that slot is zero before it publishes a frame,
+//! zeroing the ring ahead of itself after each publication (off the path of
+//! the message) and, when that has not reached far enough, before it.
 //!
 //! Blocking uses a futex word per direction in the region (shared futex
 //! operations): a waiter announces itself, re-checks, and sleeps; the other
@@ -37,6 +42,9 @@ pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 
 /// Empty polls (`try_recv`) between two checks that the peer still runs.
 const POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
+
+/// How far past a frame's end the producer clears the ring at a time.
+const CLEAR_AHEAD: u64 = 256;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ipcshm01");
 const HEADER: u64 = 8;
@@ -95,6 +103,26 @@ pub(crate) struct Ring {
     region: Region,
     capacity: u64,
     max: usize,
+    /// How long a handed-over end may stay unopened before its process
+    /// counts as gone (the options' connect timeout).
+    open_within: Duration,
+    /// When an end of this ring was handed to another process.
+    handed_over_at: std::sync::OnceLock<Instant>,
+}
+
+/// The largest ring: positions are stamped with their low 32 bits, so one
+/// lap must stay below 2^32 bytes.
+pub const MAX_CAPACITY: usize = 1 << 31;
+
+/// Whether `capacity` and `max` make a ring this code can run: a power of
+/// two no larger than [`MAX_CAPACITY`], holding two of the largest frames
+/// (then a largest frame always fits into an empty ring, with the header
+/// slot after it, even when it has to wrap).
+fn sizes_hold(capacity: u64, max: u64) -> bool {
+    capacity.is_power_of_two()
+        && capacity <= MAX_CAPACITY as u64
+        && max <= capacity
+        && 2 * frame_len(max as usize) <= capacity
 }
 
 impl Ring {
@@ -151,12 +179,26 @@ impl Ring {
         method: &str,
         capacity: usize,
         max: usize,
+        open_within: Duration,
     ) -> Result<Arc<Ring>> {
+        if !sizes_hold(capacity as u64, max as u64) {
+            return Err(Error::io(
+                format!("make a ring of {capacity} bytes for messages of up to {max}"),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "a ring is a power of two of at most {MAX_CAPACITY} bytes and holds two of its largest frames"
+                    ),
+                ),
+            ));
+        }
         let region = Region::create::<B>(method, region_len(capacity))?;
         let ring = Ring {
             region,
             capacity: capacity as u64,
             max,
+            open_within,
+            handed_over_at: std::sync::OnceLock::new(),
         };
         let ctl = ring.ctl();
         let me = std::process::id();
@@ -183,6 +225,8 @@ impl Ring {
             region,
             capacity: 0,
             max: 0,
+            open_within: Duration::ZERO,
+            handed_over_at: std::sync::OnceLock::new(),
         };
         let meta = &ring.ctl().meta.0;
         if meta.magic.load(Ordering::Acquire) != MAGIC {
@@ -192,10 +236,7 @@ impl Ring {
         }
         let capacity = meta.capacity.load(Ordering::Relaxed);
         let max = meta.max_message.load(Ordering::Relaxed) as usize;
-        if !capacity.is_power_of_two()
-            || region_len(capacity as usize) > ring.region.len()
-            || max as u64 > capacity
-        {
+        if !sizes_hold(capacity, max as u64) || region_len(capacity as usize) > ring.region.len() {
             return Err(Error::BadEndpoint(format!(
                 "{name} has an impossible ring size"
             )));
@@ -207,10 +248,21 @@ impl Ring {
 
     fn alive(&self, pid: &AtomicU32) -> bool {
         match pid.load(Ordering::Acquire) {
-            0 => true, // handed to a process that has not opened it yet
+            // Handed to a process that has not opened it yet: it has the
+            // connect timeout to do so.
+            0 => self
+                .handed_over_at
+                .get()
+                .is_none_or(|at| at.elapsed() < self.open_within),
             p if p == std::process::id() => true,
             p => ipc_core::sys::process_running(p),
         }
+    }
+
+    /// Notes that an end went to another process, which will open it soon.
+    fn hand_over(&self, pid: &AtomicU32) {
+        self.handed_over_at.get_or_init(Instant::now);
+        pid.store(0, Ordering::Release);
     }
 }
 
@@ -284,6 +336,8 @@ pub struct ShmSender<B> {
     ring: Arc<Ring>,
     head: u64,
     cached_tail: u64,
+    /// The ring holds zeros from `head` up to this position (see `clear_slot`).
+    cleared: u64,
     handed_over: bool,
     _backend: PhantomData<B>,
 }
@@ -336,9 +390,11 @@ impl<B: Backend> ShmSender<B> {
                 .store(std::process::id(), Ordering::Release);
         }
         ShmSender {
-            ring,
             head: 0,
             cached_tail: 0,
+            // A new region is zero-filled; an end is only handed over unused.
+            cleared: ring.capacity,
+            ring,
             handed_over: false,
             _backend: PhantomData,
         }
@@ -352,12 +408,7 @@ impl<B: Backend> ShmSender<B> {
             ));
         }
         self.handed_over = true;
-        self.ring
-            .ctl()
-            .life
-            .0
-            .producer_pid
-            .store(0, Ordering::Release);
+        self.ring.hand_over(&self.ring.ctl().life.0.producer_pid);
         Ok(Arc::clone(&self.ring))
     }
 
@@ -365,16 +416,30 @@ impl<B: Backend> ShmSender<B> {
     fn make_room(&mut self, need: u64, block: bool) -> Result<()> {
         let ring = &*self.ring;
         let ctl = ring.ctl();
-        let free = |tail: u64| ring.capacity - (self.head - tail);
-        if free(self.cached_tail) >= need {
+        // The free bytes the consumer's position `tail` leaves; `None` for a
+        // position the other process wrote that cannot be (ahead of ours,
+        // or more than a ring behind).
+        let free = |head: u64, tail: u64| ring.capacity.checked_sub(head.wrapping_sub(tail));
+        if free(self.head, self.cached_tail).is_some_and(|f| f >= need) {
             return Ok(());
         }
         let mut spins = 0u32;
         let mut since = Instant::now();
         loop {
-            self.cached_tail = ctl.tail.0.load(Ordering::Acquire);
-            if free(self.cached_tail) >= need {
-                return Ok(());
+            let tail = ctl.tail.0.load(Ordering::Acquire);
+            match free(self.head, tail) {
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "the consumer's position {tail} is not within one ring ({} bytes) behind the producer's {}",
+                        ring.capacity, self.head
+                    )))
+                }
+                Some(f) => {
+                    self.cached_tail = tail;
+                    if f >= need {
+                        return Ok(());
+                    }
+                }
             }
             if ctl.life.0.consumer_closed.load(Ordering::Acquire) != 0 {
                 return Err(Error::Disconnected);
@@ -389,7 +454,8 @@ impl<B: Backend> ShmSender<B> {
             }
             let head = self.head;
             sleep_on(&ctl.producer_wait.0, Waker::Light, LIVENESS_CHECK, || {
-                ring.capacity - (head - ctl.tail.0.load(Ordering::Acquire)) >= need
+                free(head, ctl.tail.0.load(Ordering::Acquire)).is_none_or(|f| f >= need)
+                    || ctl.life.0.consumer_closed.load(Ordering::Acquire) != 0
             });
             if since.elapsed() >= LIVENESS_CHECK {
                 if !ring.alive(&ctl.life.0.consumer_pid) {
@@ -397,6 +463,55 @@ impl<B: Backend> ShmSender<B> {
                 }
                 since = Instant::now();
             }
+        }
+    }
+
+    /// Makes sure the header slot at position `at` (at or past `head`,
+    /// inside the room `make_room` found) reads as zero, "nothing yet",
+    /// before a header the consumer reads before it is published: an earlier
+    /// lap may have left payload bytes there that look like a header for
+    /// this lap. Usually `clear_ahead` has zeroed it already.
+    #[inline(always)]
+    fn clear_slot(&mut self, at: u64) {
+        if at + HEADER > self.cleared {
+            self.zero(at, at + HEADER);
+            self.cleared = at + HEADER;
+        }
+    }
+
+    /// After a publication, zeroes the ring ahead of `head` (in the free
+    /// room, [`CLEAR_AHEAD`] bytes at a time), so that the header slots of
+    /// the next messages are already clear when they are sent: the lines
+    /// this writes are the producer's by then, and no send waits for them.
+    #[inline(always)]
+    fn clear_ahead(&mut self) {
+        if self.cleared < self.head + HEADER + CLEAR_AHEAD / 2 {
+            let from = self.cleared.max(self.head + HEADER);
+            let to = (self.head + HEADER + CLEAR_AHEAD).min(self.cached_tail + self.ring.capacity);
+            if from < to {
+                self.zero(from, to);
+                self.cleared = to;
+            }
+        }
+    }
+
+    /// Writes zeros to ring positions [from, to), which lie in the free
+    /// room at or past `head`.
+    #[cold]
+    #[inline(never)]
+    fn zero(&self, from: u64, to: u64) {
+        let ring = &*self.ring;
+        debug_assert!(from >= self.head && to <= self.cached_tail + ring.capacity);
+        let (start, len) = (from & (ring.capacity - 1), to - from);
+        let first = len.min(ring.capacity - start);
+        // SAFETY: [from, to) lies in the room the consumer has left (below
+        // its position plus the capacity, and at or past `head`, which it
+        // has not reached), split where it wraps so both parts are inside
+        // the ring; the consumer reads none of it before a header published
+        // after these writes.
+        unsafe {
+            std::ptr::write_bytes(ring.data(start), 0, first as usize);
+            std::ptr::write_bytes(ring.data(0), 0, (len - first) as usize);
         }
     }
 
@@ -415,14 +530,21 @@ impl<B: Backend> ShmSender<B> {
         let mut off = self.head & (ring.capacity - 1);
         let to_end = ring.capacity - off;
         let wraps = frame > to_end;
-        self.make_room(if wraps { to_end + frame } else { frame }, block)?;
-        let ring = &*self.ring;
+        // The frame, and the header slot after it, which is cleared below.
+        let need = if wraps { to_end + frame } else { frame } + HEADER;
+        self.make_room(need, block)?;
         if wraps {
+            // The consumer goes to offset 0 on seeing the marker.
+            self.clear_slot(self.head + to_end);
+            let ring = &*self.ring;
             ring.header(off)
-                .store(stamp(self.head) | WRAP as u64, Ordering::Release);
+                .store(stamp(self.head) | WRAP as u64, Ordering::SeqCst);
             self.head += to_end;
             off = 0;
         }
+        // The consumer looks there once it has this frame.
+        self.clear_slot(self.head + frame);
+        let ring = &*self.ring;
         // SAFETY: make_room guaranteed that [off, off + frame) is free: the
         // consumer has moved past it and will not read it before the header
         // below is published. The source is the caller's slice.
@@ -438,6 +560,7 @@ impl<B: Backend> ShmSender<B> {
             .swap(stamp(self.head) | msg.len() as u64, Ordering::SeqCst);
         self.head += frame;
         wake(&ring.ctl().consumer_wait.0);
+        self.clear_ahead();
         Ok(())
     }
 }
@@ -502,12 +625,7 @@ impl<B: Backend> ShmReceiver<B> {
             ));
         }
         self.handed_over = true;
-        self.ring
-            .ctl()
-            .life
-            .0
-            .consumer_pid
-            .store(0, Ordering::Release);
+        self.ring.hand_over(&self.ring.ctl().life.0.consumer_pid);
         Ok(Arc::clone(&self.ring))
     }
 
@@ -706,7 +824,7 @@ mod tests {
 
     #[test]
     fn a_header_that_cannot_be_is_corrupt_and_copies_nothing() {
-        let ring = Ring::create::<Native>("shm", 4096, 256).expect("ring");
+        let ring = Ring::create::<Native>("shm", 4096, 256, Duration::from_secs(5)).expect("ring");
         let (_tx, mut rx) = ends::<Native>(ring);
 
         // Longer than the largest message.
@@ -718,5 +836,87 @@ mod tests {
         forge(&rx, 200);
         assert!(corrupt(&mut rx).contains("200 bytes at ring offset 4080"));
         assert!(rx.buf.is_empty(), "nothing was copied");
+    }
+
+    fn ring(capacity: usize, max: usize) -> Arc<Ring> {
+        Ring::create::<Native>("shm", capacity, max, Duration::from_secs(5)).expect("ring")
+    }
+
+    /// Both ends as if the ring had already carried `pos` bytes.
+    fn at(ring: Arc<Ring>, pos: u64) -> (ShmSender<Native>, ShmReceiver<Native>) {
+        let (mut tx, mut rx) = ends::<Native>(ring);
+        (tx.head, tx.cached_tail, tx.cleared, rx.tail) = (pos, pos, pos, pos);
+        rx.ring.ctl().tail.0.store(pos, Ordering::Release);
+        (tx, rx)
+    }
+
+    #[test]
+    fn an_old_payload_where_the_next_header_goes_is_not_a_frame() {
+        // At position P = 0x0101_0100 a header's stamp is 0x0101_0101, the
+        // high half of a word of bytes 0x01. Put such a payload where P's
+        // header will go (offset 256 of a 4096-byte ring), one lap earlier,
+        // then send real frames up to P: the consumer must see nothing there.
+        const P: u64 = 0x0101_0100;
+        let (mut tx, mut rx) = at(ring(4096, 256), P - 4096 - 8);
+        tx.put(&[1; 16], true).expect("send");
+        assert_eq!(rx.take().ok().map(|_| rx.buf.clone()), Some(vec![1; 16]));
+        // Offsets 272..4096 and 0..256 in frames of 256 and 240 bytes.
+        for len in [248; 14].into_iter().chain([232, 248]) {
+            tx.put(&vec![2; len], true).expect("send");
+            assert!(matches!(rx.take(), Ok(Next::Message)));
+            assert_eq!(rx.buf, vec![2; len]);
+        }
+        assert_eq!(tx.head, P);
+        assert!(
+            matches!(rx.take(), Ok(Next::Empty)),
+            "an old lap's bytes read as a frame"
+        );
+        tx.put(b"next", true).expect("send");
+        assert!(matches!(rx.take(), Ok(Next::Message)));
+        assert_eq!(rx.buf, b"next");
+    }
+
+    #[test]
+    fn a_consumer_position_that_cannot_be_is_corrupt_for_the_producer() {
+        let (mut tx, _rx) = ends::<Native>(ring(4096, 256));
+        // Ahead of the producer: a subtraction would wrap into "all free".
+        tx.ring.ctl().tail.0.store(1 << 40, Ordering::Release);
+        let err = (0..100)
+            .find_map(|_| tx.put(&[0; 248], false).err())
+            .expect("the forged position is noticed once the ring looks full");
+        assert!(
+            matches!(&err, Error::Corrupt(why) if why.contains("not within one ring")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_ring_of_impossible_sizes_is_not_made_or_opened() {
+        assert!(Ring::create::<Native>("shm", MAX_CAPACITY * 2, 256, Duration::ZERO).is_err());
+        assert!(Ring::create::<Native>("shm", 4096, 4096, Duration::ZERO).is_err());
+        assert!(Ring::create::<Native>("shm", 3000, 8, Duration::ZERO).is_err());
+
+        let forged = ring(4096, 256);
+        let meta = &forged.ctl().meta.0;
+        let open = || Ring::open::<Native>(forged.name()).map(drop);
+        open().expect("an honest ring opens");
+        for (capacity, max) in [
+            (3, 0),
+            (8192, 256),
+            (1 << 40, 256),
+            (4096, 4096),
+            (4096, u64::MAX),
+        ] {
+            meta.capacity.store(capacity, Ordering::Relaxed);
+            meta.max_message.store(max, Ordering::Relaxed);
+            assert!(
+                matches!(open(), Err(Error::BadEndpoint(_))),
+                "capacity {capacity}, max {max}"
+            );
+        }
+        meta.capacity.store(4096, Ordering::Relaxed);
+        meta.max_message.store(256, Ordering::Relaxed);
+        meta.magic.store(0, Ordering::Release);
+        assert!(matches!(open(), Err(Error::BadEndpoint(_))), "no magic");
     }
 }

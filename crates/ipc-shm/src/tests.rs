@@ -157,3 +157,13 @@ fn a_blocked_sender_wakes_when_the_receiver_makes_room() {
         &[4; 100]
     );
 }
+
+#[test]
+fn an_end_handed_over_but_never_opened_counts_as_gone_after_the_connect_timeout() {
+    let opts = Options::default().connect_timeout(Duration::from_millis(200));
+    let (tx, mut rx) = ShmRing::channel(Mode::Process, &opts).expect("ring");
+    // The endpoint would go to a child that dies before it opens it.
+    let endpoint = ShmRing::export_sender(tx, &mut ipc_core::Handover::new()).expect("export");
+    drop(endpoint);
+    assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
+}
