@@ -412,17 +412,29 @@ impl<B: Backend> ShmSender<B> {
         Ok(Arc::clone(&self.ring))
     }
 
-    /// Waits until `need` bytes are free after `head`, or says why not.
+    /// Waits until `need` bytes are free after `head`, or says why not:
+    /// inline when the consumer's last known position already leaves them
+    /// (the common case), else through `wait_for_room`.
+    #[inline(always)]
     fn make_room(&mut self, need: u64, block: bool) -> Result<()> {
+        // The cached position was checked when read: at most a ring behind.
+        if self.ring.capacity - (self.head - self.cached_tail) >= need {
+            return Ok(());
+        }
+        self.wait_for_room(need, block)
+    }
+
+    /// `make_room` when the last known position does not leave the room:
+    /// reads the consumer's position again, spins a little, then sleeps.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_room(&mut self, need: u64, block: bool) -> Result<()> {
         let ring = &*self.ring;
         let ctl = ring.ctl();
         // The free bytes the consumer's position `tail` leaves; `None` for a
         // position the other process wrote that cannot be (ahead of ours,
         // or more than a ring behind).
         let free = |head: u64, tail: u64| ring.capacity.checked_sub(head.wrapping_sub(tail));
-        if free(self.head, self.cached_tail).is_some_and(|f| f >= need) {
-            return Ok(());
-        }
         let mut spins = 0u32;
         let mut since = Instant::now();
         loop {
