@@ -108,6 +108,10 @@ pub(crate) struct Ring {
     open_within: Duration,
     /// When an end of this ring was handed to another process.
     handed_over_at: std::sync::OnceLock<Instant>,
+    /// How long a sleep lasts at most before the peer's pid is checked:
+    /// [`LIVENESS_CHECK`], or longer in tests that must see a missed
+    /// wake-up fail instead of being covered by the next check.
+    sleep_limit_ns: AtomicU64,
 }
 
 /// The largest ring: positions are stamped with their low 32 bits, so one
@@ -199,6 +203,7 @@ impl Ring {
             max,
             open_within,
             handed_over_at: std::sync::OnceLock::new(),
+            sleep_limit_ns: AtomicU64::new(LIVENESS_CHECK.as_nanos() as u64),
         };
         let ctl = ring.ctl();
         let me = std::process::id();
@@ -227,6 +232,7 @@ impl Ring {
             max: 0,
             open_within: Duration::ZERO,
             handed_over_at: std::sync::OnceLock::new(),
+            sleep_limit_ns: AtomicU64::new(LIVENESS_CHECK.as_nanos() as u64),
         };
         let meta = &ring.ctl().meta.0;
         if meta.magic.load(Ordering::Acquire) != MAGIC {
@@ -257,6 +263,19 @@ impl Ring {
             p if p == std::process::id() => true,
             p => ipc_core::sys::process_running(p),
         }
+    }
+
+    /// How long a sleep lasts at most before the peer's pid is checked.
+    fn sleep_limit(&self) -> Duration {
+        Duration::from_nanos(self.sleep_limit_ns.load(Ordering::Relaxed))
+    }
+
+    /// Lets sleeps on this ring last up to `limit` (tests only: a wake-up
+    /// the ring misses then shows as a timeout, not as a 50 ms delay).
+    #[cfg(test)]
+    pub(crate) fn set_sleep_limit(&self, limit: Duration) {
+        self.sleep_limit_ns
+            .store(limit.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Notes that an end went to another process, which will open it soon.
@@ -465,11 +484,16 @@ impl<B: Backend> ShmSender<B> {
                 continue;
             }
             let head = self.head;
-            sleep_on(&ctl.producer_wait.0, Waker::Light, LIVENESS_CHECK, || {
-                free(head, ctl.tail.0.load(Ordering::Acquire)).is_none_or(|f| f >= need)
-                    || ctl.life.0.consumer_closed.load(Ordering::Acquire) != 0
-            });
-            if since.elapsed() >= LIVENESS_CHECK {
+            sleep_on(
+                &ctl.producer_wait.0,
+                Waker::Light,
+                ring.sleep_limit(),
+                || {
+                    free(head, ctl.tail.0.load(Ordering::Acquire)).is_none_or(|f| f >= need)
+                        || ctl.life.0.consumer_closed.load(Ordering::Acquire) != 0
+                },
+            );
+            if since.elapsed() >= ring.sleep_limit() {
                 if !ring.alive(&ctl.life.0.consumer_pid) {
                     return Err(Error::Disconnected);
                 }
@@ -574,6 +598,14 @@ impl<B: Backend> ShmSender<B> {
         wake(&ring.ctl().consumer_wait.0);
         self.clear_ahead();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<B> ShmSender<B> {
+    /// See [`Ring::set_sleep_limit`].
+    pub(crate) fn set_sleep_limit(&self, limit: Duration) {
+        self.ring.set_sleep_limit(limit);
     }
 }
 
@@ -748,13 +780,14 @@ impl<B: Backend> ShmReceiver<B> {
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout);
             }
-            let limit = deadline.map_or(LIVENESS_CHECK, |d| (d - now).min(LIVENESS_CHECK));
+            let most = self.ring.sleep_limit();
+            let limit = deadline.map_or(most, |d| (d - now).min(most));
             let (ring, tail) = (&*self.ring, self.tail);
             let closed = &ring.ctl().life.0.producer_closed;
             sleep_on(&ring.ctl().consumer_wait.0, Waker::Fenced, limit, || {
                 Self::ready(ring, tail) || closed.load(Ordering::Acquire) != 0
             });
-            if since.elapsed() >= LIVENESS_CHECK {
+            if since.elapsed() >= self.ring.sleep_limit() {
                 if !self.producer_alive() {
                     return match self.take()? {
                         Next::Message => Ok(()),

@@ -125,12 +125,20 @@ fn a_full_ring_is_full_for_try_send() {
 #[test]
 fn a_blocked_receiver_wakes_for_a_message_from_another_thread() {
     let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &Options::default()).expect("ring");
+    // Sleeps that outlast the test's limit: a missed wake-up fails it.
+    tx.set_sleep_limit(3 * LIMIT);
     let sender = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         tx.send(b"late").expect("send");
         tx
     });
+    let started = std::time::Instant::now();
     assert_eq!(rx.recv_timeout(LIMIT).expect("recv"), b"late");
+    // A missed wake-up would end the sleep only at the deadline.
+    assert!(
+        started.elapsed() < LIMIT / 2,
+        "the receiver slept through the sender's wake-up"
+    );
     drop(sender.join());
     assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
 }
@@ -138,6 +146,8 @@ fn a_blocked_receiver_wakes_for_a_message_from_another_thread() {
 #[test]
 fn a_blocked_sender_wakes_when_the_receiver_makes_room() {
     let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &small_ring(100)).expect("ring");
+    // Sleeps that outlast the test's limit: a missed wake-up fails it.
+    tx.set_sleep_limit(3 * LIMIT);
     let mut sent = 0;
     while tx.try_send(&[3; 100]).is_ok() {
         sent += 1;
@@ -150,7 +160,12 @@ fn a_blocked_sender_wakes_when_the_receiver_makes_room() {
         }
         rx
     });
+    let started = std::time::Instant::now();
     tx.send(&[4; 100]).expect("send waits for room");
+    assert!(
+        started.elapsed() < LIMIT / 2,
+        "the sender slept through the receiver's wake-up"
+    );
     let mut rx = receiver.join().expect("receiver");
     assert_eq!(
         rx.recv_timeout(LIMIT).expect("the message that waited"),
