@@ -228,10 +228,19 @@ impl Backend for Native {
     fn open(name: &str) -> Result<Mapping> {
         let fd = nix::sys::mman::shm_open(name, OFlag::O_RDWR | OFlag::O_CLOEXEC, Perm::empty())
             .map_err(|e| Error::sys(format!("open the shared memory {name}"), e))?;
-        let len = nix::sys::stat::fstat(&fd)
-            .map_err(|e| Error::sys(format!("size of the shared memory {name}"), e))?
-            .st_size as usize;
-        map_fd(&fd, len, name)
+        let stat = nix::sys::stat::fstat(&fd)
+            .map_err(|e| Error::sys(format!("size of the shared memory {name}"), e))?;
+        // Checked again on the object opened, not only on the name before
+        // (another user could have put a different object there in between).
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        if stat.st_uid != me {
+            return Err(Error::Foreign {
+                path: Path::new(SHM_DIR).join(name.trim_start_matches('/')),
+                owner: stat.st_uid,
+            });
+        }
+        map_fd(&fd, stat.st_size as usize, name)
     }
 }
 
