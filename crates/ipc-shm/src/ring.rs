@@ -503,10 +503,10 @@ impl<B: Backend> ShmSender<B> {
     }
 
     /// Makes sure the header slot at position `at` (at or past `head`,
-    /// inside the room `make_room` found) reads as zero, "nothing yet",
-    /// before a header the consumer reads before it is published: an earlier
-    /// lap may have left payload bytes there that look like a header for
-    /// this lap. Usually `clear_ahead` has zeroed it already.
+    /// inside the room `make_room` found) reads as zero, "nothing yet", for
+    /// a consumer that will look at it as soon as the next header is
+    /// published: an earlier lap may have left payload bytes there that look
+    /// like a header for this lap. Usually `clear_ahead` has zeroed it.
     #[inline(always)]
     fn clear_slot(&mut self, at: u64) {
         if at + HEADER > self.cleared {
