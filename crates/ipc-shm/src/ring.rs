@@ -46,7 +46,7 @@ const POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 /// How far past a frame's end the producer clears the ring at a time.
 const CLEAR_AHEAD: u64 = 256;
 
-const MAGIC: u64 = u64::from_le_bytes(*b"ipcshm01");
+const MAGIC: u64 = u64::from_le_bytes(*b"ipcshm02");
 const HEADER: u64 = 8;
 const WRAP: u32 = u32::MAX;
 
@@ -74,6 +74,18 @@ struct Life {
     consumer_pid: AtomicU32,
     producer_closed: AtomicU32,
     consumer_closed: AtomicU32,
+    /// When the producer's process started (ns since the epoch, 0 unknown),
+    /// so that another process given its pid later is not taken for it.
+    producer_started: AtomicU64,
+    /// The same for the consumer.
+    consumer_started: AtomicU64,
+}
+
+/// When process `pid` started, in nanoseconds since the epoch (0: unknown).
+fn start_of(pid: u32) -> u64 {
+    ipc_core::sys::process_start_time(pid)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The control block at the start of the region.
@@ -252,7 +264,7 @@ impl Ring {
         Ok(Arc::new(ring))
     }
 
-    fn alive(&self, pid: &AtomicU32) -> bool {
+    fn alive(&self, pid: &AtomicU32, started: &AtomicU64) -> bool {
         match pid.load(Ordering::Acquire) {
             // Handed to a process that has not opened it yet: it has the
             // connect timeout to do so.
@@ -261,8 +273,19 @@ impl Ring {
                 .get()
                 .is_none_or(|at| at.elapsed() < self.open_within),
             p if p == std::process::id() => true,
-            p => ipc_core::sys::process_running(p),
+            p => {
+                let was = started.load(Ordering::Relaxed);
+                ipc_core::sys::process_running(p) && (was == 0 || start_of(p) == was)
+            }
         }
+    }
+
+    /// Says that this process now holds the end whose process is recorded
+    /// in `pid` and `started`.
+    fn announce(&self, pid: &AtomicU32, started: &AtomicU64) {
+        let me = std::process::id();
+        started.store(start_of(me), Ordering::Relaxed);
+        pid.store(me, Ordering::Release);
     }
 
     /// How long a sleep lasts at most before the peer's pid is checked.
@@ -402,11 +425,8 @@ pub(crate) fn ends<B: Backend>(ring: Arc<Ring>) -> (ShmSender<B>, ShmReceiver<B>
 impl<B: Backend> ShmSender<B> {
     pub(crate) fn attach(ring: Arc<Ring>, announce: bool) -> Self {
         if announce {
-            ring.ctl()
-                .life
-                .0
-                .producer_pid
-                .store(std::process::id(), Ordering::Release);
+            let life = &ring.ctl().life.0;
+            ring.announce(&life.producer_pid, &life.producer_started);
         }
         ShmSender {
             head: 0,
@@ -494,7 +514,7 @@ impl<B: Backend> ShmSender<B> {
                 },
             );
             if since.elapsed() >= ring.sleep_limit() {
-                if !ring.alive(&ctl.life.0.consumer_pid) {
+                if !ring.alive(&ctl.life.0.consumer_pid, &ctl.life.0.consumer_started) {
                     return Err(Error::Disconnected);
                 }
                 since = Instant::now();
@@ -643,11 +663,8 @@ enum Next {
 impl<B: Backend> ShmReceiver<B> {
     pub(crate) fn attach(ring: Arc<Ring>, announce: bool) -> Self {
         if announce {
-            ring.ctl()
-                .life
-                .0
-                .consumer_pid
-                .store(std::process::id(), Ordering::Release);
+            let life = &ring.ctl().life.0;
+            ring.announce(&life.consumer_pid, &life.consumer_started);
         }
         let max = ring.max;
         ShmReceiver {
@@ -766,7 +783,8 @@ impl<B: Backend> ShmReceiver<B> {
     }
 
     fn producer_alive(&self) -> bool {
-        self.ring.alive(&self.ring.ctl().life.0.producer_pid)
+        let life = &self.ring.ctl().life.0;
+        self.ring.alive(&life.producer_pid, &life.producer_started)
     }
 
     /// Waits for a message until `deadline` (`None`: no limit).
@@ -933,6 +951,30 @@ mod tests {
             matches!(&err, Error::Corrupt(why) if why.contains("not within one ring")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pid_that_now_belongs_to_another_process_is_a_gone_peer() {
+        let ring = ring(4096, 256);
+        let life = &ring.ctl().life.0;
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = other.id();
+        let started = start_of(pid);
+        assert_ne!(started, 0, "the start time of {pid} is readable");
+        life.consumer_pid.store(pid, Ordering::Release);
+        life.consumer_started.store(started, Ordering::Relaxed);
+        assert!(ring.alive(&life.consumer_pid, &life.consumer_started));
+        // The same pid, but the process that held the end started earlier.
+        life.consumer_started
+            .store(started - 1_000_000_000, Ordering::Relaxed);
+        assert!(!ring.alive(&life.consumer_pid, &life.consumer_started));
+        let _ = other.kill();
+        let _ = other.wait();
+        life.consumer_started.store(started, Ordering::Relaxed);
+        assert!(!ring.alive(&life.consumer_pid, &life.consumer_started));
     }
 
     #[test]
