@@ -301,10 +301,18 @@ impl Ring {
             .store(limit.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// Notes that an end went to another process, which will open it soon.
-    fn hand_over(&self, pid: &AtomicU32) {
+    /// Gives an end (its process recorded in `pid`) to another process,
+    /// which will open it soon; `used` says whether it already moved a
+    /// message, which it must not have (`first` names what it would be).
+    fn hand_over(self: &Arc<Ring>, used: bool, first: &str, pid: &AtomicU32) -> Result<Arc<Ring>> {
+        if used {
+            return Err(Error::BadEndpoint(format!(
+                "a ring end must be handed over before its first {first}"
+            )));
+        }
         self.handed_over_at.get_or_init(Instant::now);
         pid.store(0, Ordering::Release);
+        Ok(Arc::clone(self))
     }
 }
 
@@ -441,14 +449,11 @@ impl<B: Backend> ShmSender<B> {
 
     /// Gives this end to another process: its pid is unknown until it opens the ring.
     pub(crate) fn hand_over(mut self) -> Result<Arc<Ring>> {
-        if self.head != 0 {
-            return Err(Error::BadEndpoint(
-                "a ring end must be handed over before its first send".into(),
-            ));
-        }
+        let ring =
+            self.ring
+                .hand_over(self.head != 0, "send", &self.ring.ctl().life.0.producer_pid)?;
         self.handed_over = true;
-        self.ring.hand_over(&self.ring.ctl().life.0.producer_pid);
-        Ok(Arc::clone(&self.ring))
+        Ok(ring)
     }
 
     /// Waits until `need` bytes are free after `head`, or says why not:
@@ -680,14 +685,13 @@ impl<B: Backend> ShmReceiver<B> {
 
     /// Gives this end to another process: its pid is unknown until it opens the ring.
     pub(crate) fn hand_over(mut self) -> Result<Arc<Ring>> {
-        if self.tail != 0 {
-            return Err(Error::BadEndpoint(
-                "a ring end must be handed over before its first receive".into(),
-            ));
-        }
+        let ring = self.ring.hand_over(
+            self.tail != 0,
+            "receive",
+            &self.ring.ctl().life.0.consumer_pid,
+        )?;
         self.handed_over = true;
-        self.ring.hand_over(&self.ring.ctl().life.0.consumer_pid);
-        Ok(Arc::clone(&self.ring))
+        Ok(ring)
     }
 
     /// Whether a frame is published at the consumer's position.

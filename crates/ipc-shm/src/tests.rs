@@ -182,3 +182,19 @@ fn an_end_handed_over_but_never_opened_counts_as_gone_after_the_connect_timeout(
     drop(endpoint);
     assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
 }
+
+#[test]
+fn an_end_that_already_moved_a_message_cannot_be_handed_over() {
+    let (mut tx, mut rx) = ShmRing::channel(Mode::Process, &Options::default()).expect("ring");
+    tx.send(b"first").expect("send");
+    assert_eq!(rx.recv_timeout(LIMIT).expect("recv"), b"first");
+    let mut handover = ipc_core::Handover::new();
+    match ShmRing::export_receiver(rx, &mut handover) {
+        Err(Error::BadEndpoint(why)) => assert!(why.contains("before its first receive"), "{why}"),
+        other => panic!("expected BadEndpoint, got {:?}", other.map(|_| ())),
+    }
+    match ShmRing::export_sender(tx, &mut handover) {
+        Err(Error::BadEndpoint(why)) => assert!(why.contains("before its first send"), "{why}"),
+        other => panic!("expected BadEndpoint, got {:?}", other.map(|_| ())),
+    }
+}
