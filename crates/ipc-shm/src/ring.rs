@@ -360,6 +360,15 @@ fn publish(word: &AtomicU64, value: u64, light: bool) {
     }
 }
 
+/// Marks one end closed (`closed`) and wakes the other side if it sleeps
+/// on `peer`: the full fence orders the mark before the look at its sleep
+/// flag, as a sleeper re-checks the mark after raising the flag.
+fn close(closed: &AtomicU32, peer: &WaitWord) {
+    closed.store(1, Ordering::Release);
+    fence(Ordering::SeqCst);
+    wake(peer);
+}
+
 /// Wakes the owner of `word` if it sleeps.
 #[inline]
 fn wake(word: &WaitWord) {
@@ -652,9 +661,7 @@ impl<B> Drop for ShmSender<B> {
     fn drop(&mut self) {
         if !self.handed_over {
             let ctl = self.ring.ctl();
-            ctl.life.0.producer_closed.store(1, Ordering::Release);
-            fence(Ordering::SeqCst);
-            wake(&ctl.consumer_wait.0);
+            close(&ctl.life.0.producer_closed, &ctl.consumer_wait.0);
         }
     }
 }
@@ -861,9 +868,7 @@ impl<B> Drop for ShmReceiver<B> {
     fn drop(&mut self) {
         if !self.handed_over {
             let ctl = self.ring.ctl();
-            ctl.life.0.consumer_closed.store(1, Ordering::Release);
-            fence(Ordering::SeqCst);
-            wake(&ctl.producer_wait.0);
+            close(&ctl.life.0.consumer_closed, &ctl.producer_wait.0);
         }
     }
 }
