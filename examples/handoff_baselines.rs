@@ -14,10 +14,6 @@
 //! cargo run --release --example handoff_baselines
 //! ```
 
-use std::cell::Cell;
-use std::future::Future;
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use ipc_harness::{Entry, RunConfig, Wait};
@@ -112,41 +108,12 @@ fn tokio_current_thread(batch: u64) -> String {
 }
 
 /// The floor under ipc-coroutines: a consumer future polled by hand with a
-/// shared cell, nothing else.
+/// shared cell, nothing else (from the references crate).
 fn bare_coroutine(batch: u64) -> String {
-    let slot = Rc::new(Cell::new(None::<u64>));
-    let echo = Rc::new(Cell::new(0u64));
-    let (s, e) = (Rc::clone(&slot), Rc::clone(&echo));
-    let mut consumer = Box::pin(async move {
-        loop {
-            let v = std::future::poll_fn(|_| match s.take() {
-                Some(v) => Poll::Ready(v),
-                None => Poll::Pending,
-            })
-            .await;
-            e.set(v);
-        }
-    });
-    let mut cx = Context::from_waker(Waker::noop());
-    let _ = consumer.as_mut().poll(&mut cx);
-    let mut samples = Vec::new();
-    let mut i = 0u64;
-    while i < WARMUP + COUNT {
-        let t0 = Instant::now();
-        for _ in 0..batch {
-            slot.set(Some(i));
-            let _ = consumer.as_mut().poll(&mut cx);
-            assert_eq!(echo.get(), i);
-            i += 1;
-        }
-        if i > WARMUP {
-            samples.push(t0.elapsed().as_nanos() as f64 / batch as f64);
-        }
-    }
     line(
         "bare hand-polled coroutine (8-byte value, no harness)",
         batch,
-        samples,
+        ipc_baselines::coroutine::switches(COUNT, WARMUP, batch),
     )
 }
 

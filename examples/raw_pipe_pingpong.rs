@@ -10,14 +10,12 @@
 //!
 //! It prints the median round trip of each and their ratio.
 
-use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use ipc_core::{Mode, Options, Receiver, Sender, Transport};
 use ipc_pipes::Pipe;
-use nix::fcntl::OFlag;
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, pipe2, read, write, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult, Pid};
 
 const SIZE: usize = 64;
 const COUNT: usize = 20_000;
@@ -60,45 +58,10 @@ fn child_exit() -> ! {
     unsafe { nix::libc::_exit(0) }
 }
 
-fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> bool {
-    let mut got = 0;
-    while got < buf.len() {
-        match read(fd, &mut buf[got..]) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => got += n,
-        }
-    }
-    true
-}
-
-/// Two pipes, 64-byte writes and reads, nothing else.
+/// Two pipes, 64-byte writes and reads, nothing else: the reference.
 fn raw_round() -> u64 {
-    let (ping_r, ping_w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
-    let (pong_r, pong_w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
-    let Some(child) = fork_child() else {
-        drop((ping_w, pong_r));
-        let mut buf = [0u8; SIZE];
-        while read_exact(&ping_r, &mut buf) {
-            if write(&pong_w, &buf).is_err() {
-                break;
-            }
-        }
-        child_exit();
-    };
-    drop((ping_r, pong_w));
-    let mut buf = [7u8; SIZE];
-    let mut samples = Vec::with_capacity(COUNT);
-    for i in 0..WARMUP + COUNT {
-        let t0 = Instant::now();
-        write(&ping_w, &buf).expect("write");
-        assert!(read_exact(&pong_r, &mut buf), "the child died");
-        if i >= WARMUP {
-            samples.push(t0.elapsed().as_nanos() as u64);
-        }
-    }
-    drop(ping_w);
-    waitpid(child, None).expect("reap the child");
-    median(&mut samples)
+    let samples = ipc_baselines::pipe::round_trips(SIZE, COUNT, WARMUP).expect("a raw ping-pong");
+    samples[samples.len() / 2]
 }
 
 /// The same exchange through the `Pipe` transport (framing, buffered reads).

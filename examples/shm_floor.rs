@@ -18,8 +18,9 @@
 
 use std::io::Write;
 
+use ipc_baselines::shm as floor;
 use ipc_core::Mode;
-use ipc_harness::{floor, Batch, Entry, RunConfig, Verify, Wait};
+use ipc_harness::{Batch, Entry, RunConfig, Verify, Wait};
 
 const COUNT: u64 = 200_000;
 const WARMUP: u64 = 10_000;
@@ -45,7 +46,8 @@ macro_rules! out {
 
 fn main() {
     let shm = Entry::of::<ipc_shm::ShmRing>();
-    ipc_harness::run_peer_if_asked(&[shm]);
+    // SAFETY: first thing in main, before any thread or fd of this process.
+    unsafe { ipc_harness::run_peer_if_asked(&[shm]) };
     ipc_harness::remove_objects_on_interrupt();
 
     let args: Vec<String> = std::env::args().collect();

@@ -1,39 +1,111 @@
-//! Bad input on purpose, through the library: a corrupt length header, an
-//! oversize message, an endpoint that names nothing.
+//! Bad input on purpose, through the library: a corrupt length header (and
+//! what it allocates), an oversize message, endpoints that name nothing or
+//! fds this process does not own.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ipc_core::{Endpoint, Error, Mode, Options, Receiver, Sender, Transport};
+use ipc_core::{Endpoint, Error, Handover, Mode, Options, Receiver, Sender, Transport};
 use ipc_pipes::{Fifo, Pipe};
 
+/// Counts the bytes the current thread allocates while `COUNTING` is set.
+struct Counting;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count(bytes: usize) {
+    if COUNTING.with(Cell::get) {
+        ALLOCATED.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; the
+// counting only reads a thread-local flag and bumps an atomic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: passed on from our caller.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: passed on from our caller.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: passed on from our caller.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        // SAFETY: passed on from our caller.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The bytes this thread allocates while running `f`.
+fn allocated_by<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    COUNTING.with(|c| c.set(true));
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    let r = f();
+    let after = ALLOCATED.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
+    (r, after - before)
+}
+
 #[test]
-fn a_corrupt_length_header_is_a_clear_error_and_allocates_nothing() {
-    let (tx, mut rx) =
-        Pipe::channel(Mode::Thread, &Options::default().max_message(1000)).expect("pipe");
-    // SAFETY: the fd comes from the sender we just took apart; File owns it now.
-    let mut raw = unsafe { std::fs::File::from_raw_fd(tx.into_fd().into_raw_fd()) };
-    raw.write_all(&u32::MAX.to_le_bytes())
-        .expect("write a bogus header");
-    match rx.recv() {
-        Err(e @ Error::Corrupt(_)) => {
-            let text = e.to_string();
-            assert!(
-                text.contains("4294967295 bytes") && text.contains("maximum of 1000"),
-                "{text}"
-            );
+fn a_corrupt_length_header_is_a_clear_error_and_allocates_nothing_for_it() {
+    for max in [1000usize, 1 << 20] {
+        let (tx, mut rx) =
+            Pipe::channel(Mode::Thread, &Options::default().max_message(max)).expect("pipe");
+        // SAFETY: the fd comes from the sender we just took apart; File owns it now.
+        let mut raw =
+            unsafe { std::fs::File::from_raw_fd(tx.into_fd().expect("fd").into_raw_fd()) };
+        raw.write_all(&u32::MAX.to_le_bytes())
+            .expect("write a bogus header");
+        let (result, bytes) = allocated_by(|| rx.recv().map(<[u8]>::len));
+        match result {
+            Err(e @ Error::Corrupt(_)) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("4294967295 bytes")
+                        && text.contains(&format!("maximum of {max}")),
+                    "{text}"
+                );
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
         }
-        other => panic!("expected Corrupt, got {other:?}"),
+        // The error's text, nothing like the 4 GiB the header asked for.
+        assert!(
+            bytes < 4096,
+            "reading a corrupt header allocated {bytes} bytes"
+        );
     }
 }
 
 #[test]
-fn an_oversize_message_is_refused_with_its_size_and_the_maximum() {
+fn an_oversize_message_is_refused_with_its_size_the_maximum_and_the_limit() {
     for max in [0usize, 10, 1 << 16] {
         let (mut tx, _rx) =
             Pipe::channel(Mode::Thread, &Options::default().max_message(max)).expect("pipe");
         let err = tx.send(&vec![0; max + 1]).expect_err("oversize");
-        assert!(matches!(err, Error::TooLarge { len, max: m } if len == max + 1 && m == max));
+        assert!(matches!(
+            err,
+            Error::TooLarge { len, max: m, limit } if len == max + 1 && m == max && limit == ipc_core::LIMIT_OPTION
+        ));
         assert!(
             err.to_string().contains(&format!("maximum of {max} bytes")),
             "{err}"
@@ -45,21 +117,49 @@ fn an_oversize_message_is_refused_with_its_size_and_the_maximum() {
             Err(Error::TooLarge { .. })
         ));
     }
+    // A maximum beyond what a frame can say is lowered to it, and named.
+    let (tx, _rx) =
+        Pipe::channel(Mode::Thread, &Options::default().max_message(usize::MAX)).expect("pipe");
+    assert_eq!(tx.max_message(), u32::MAX as usize);
+}
+
+#[test]
+fn an_exported_endpoint_cannot_be_opened_in_the_parent() {
+    // Before, the safe open took the fd number of the parent's own copy
+    // (held by the Handover) and made a second owner of it: two closes.
+    let (_tx, rx) = Pipe::channel(Mode::Process, &Options::default()).expect("pipe");
+    let mut handover = Handover::new();
+    let ep = Pipe::export_receiver(rx, &mut handover).expect("export");
+    assert!(matches!(
+        Pipe::open_receiver(ep),
+        Err(Error::BadEndpoint(_))
+    ));
+    drop(handover);
 }
 
 #[test]
 fn a_missing_or_foreign_endpoint_is_refused() {
-    let mut ep = Endpoint::new("pipes", "pipe", 64);
-    ep.fds = vec![987_654];
+    // A token naming an fd this process does not have.
+    let (_tx, rx) = Pipe::channel(Mode::Process, &Options::default()).expect("pipe");
+    let mut handover = Handover::new();
+    let ep = Pipe::export_receiver(rx, &mut handover).expect("export");
+    let token = ep.to_token();
+    drop(handover); // closes the fd the token names
+                    // SAFETY: the fd is closed, which from_token checks before adopting it.
+    let err = unsafe { Endpoint::from_token(&token) }.expect_err("not open");
+    assert!(matches!(err, Error::BadEndpoint(_)), "{err}");
+
+    let ep = Endpoint::new("pipes", "pipe", 64);
     assert!(matches!(
-        Pipe::open_receiver(&ep),
+        Pipe::open_receiver(ep),
         Err(Error::BadEndpoint(_))
     ));
+    let ep = Endpoint::new("pipes", "pipe", 64);
     assert!(
-        matches!(Fifo::open_receiver(&ep), Err(Error::BadEndpoint(_))),
+        matches!(Fifo::open_receiver(ep), Err(Error::BadEndpoint(_))),
         "a pipe endpoint handed to a FIFO"
     );
     let mut ep = Endpoint::new("pipes", "fifo", 64);
     ep.path = Some("/nonexistent/ipc-showcase.pipes.1.x/fifo".into());
-    assert!(Fifo::open_receiver(&ep).is_err());
+    assert!(Fifo::open_receiver(ep).is_err());
 }

@@ -118,10 +118,11 @@ fn ipc_shm(shm: &Entry) -> Result<u64, String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shm = Entry::of::<ipc_shm::ShmRing>();
-    ipc_harness::run_peer_if_asked(&[shm]);
+    // SAFETY: first thing in main, before any thread or fd of this process.
+    unsafe { ipc_harness::run_peer_if_asked(&[shm]) };
     set_log_level(LogLevel::Error);
 
-    let floor = median(ipc_harness::floor::atomic_round_trips(COUNT, WARMUP));
+    let floor = median(ipc_baselines::shm::atomic_round_trips(COUNT, WARMUP));
     let ice = iceoryx2_pingpong()?;
     let ours = ipc_shm(&shm)?;
     println!(

@@ -18,52 +18,62 @@
 //!
 //! A bounded `sync_channel` of 128-byte slots. A message of up to [`INLINE`]
 //! bytes travels inside its slot (copied in, copied out: no allocation, one
-//! channel operation each way); a larger one travels as an owned buffer on a
-//! side channel, sent just before its slot, and the receiver sends the
-//! buffers it is done with back for reuse, so a steady exchange allocates
-//! nothing. The receiver
-//! keeps the message until its next call. Dropping either end is seen by the
-//! other as [`ipc_core::Error::Disconnected`].
+//! channel operation each way); a larger one travels in the same slot as an
+//! owned buffer, and the receiver hands the buffers it is done with back for
+//! reuse, so a steady exchange allocates nothing. Several producers may share
+//! the channel ([`Transport::clone_sender`]): each producer's messages, small
+//! or large, arrive in the order it sent them. The receiver keeps the message
+//! until its next call. Dropping either end (every sender, or the receiver)
+//! is seen by the other as [`ipc_core::Error::Disconnected`].
 //!
 //! # Limitations
 //!
 //! Thread mode only: a process cannot reach another's heap (process mode is
 //! [`ipc_core::Error::Unsupported`] and names the transports that can), and
-//! coroutines sharing one thread cannot block on each other.
+//! coroutines sharing one thread cannot block on each other. One consumer.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use ipc_core::{Error, Mode, Options, Result, Transport};
+use ipc_core::{Error, Limit, Mode, Options, Result, Transport};
 
 /// Messages the channel holds before `send` waits (when the options name no capacity).
 pub const DEFAULT_SLOTS: usize = 64;
 
+/// Bytes of one slot of the channel.
+pub const SLOT_BYTES: usize = 128;
+
 /// Messages up to this many bytes travel inside the channel's slots.
-pub const INLINE: usize = 127;
+pub const INLINE: usize = 126;
 
-/// One slot of the channel: a plain 128-byte array whose last byte is the
-/// length of the message in it, or [`ON_SIDE`] when the message is larger
-/// and waits on the side channel. Measured here, a 64- or 128-byte array
-/// moves through the channel about 70 ns faster per round trip than a
-/// 65..120-byte struct or enum (whose copies straddle more cache lines), and
-/// faster than a boxed buffer.
-type Slot = [u8; INLINE + 1];
+/// The largest `capacity` (in bytes, [`SLOT_BYTES`] a slot): std's channel
+/// allocates all its slots when it is made.
+pub const CAPACITY_LIMIT: Limit = Limit {
+    bytes: 1 << 30,
+    name: "the slots std's channel allocates up front (1 GiB)",
+};
 
-/// The length byte of a slot whose message went on the side channel.
-const ON_SIDE: u8 = u8::MAX;
+/// One slot of the channel: a small message inside it, or a large one's
+/// buffer. 128 bytes, one or two cache lines: measured, a slot of 64 or 128
+/// bytes moves through the channel faster than one of a size between (see
+/// the README).
+enum Slot {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Vec<u8>),
+}
 
-/// `std::sync::mpsc::sync_channel` between two threads.
+const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
+
+/// `std::sync::mpsc::sync_channel` between threads.
 #[derive(Debug, Clone, Copy)]
 pub struct Mpsc;
 
-/// The sending end.
+/// The sending end; [`Transport::clone_sender`] makes more.
 #[derive(Debug)]
 pub struct MpscSender {
     tx: mpsc::SyncSender<Slot>,
-    /// Large messages, each sent here before its slot.
-    side: mpsc::SyncSender<Vec<u8>>,
-    spare: mpsc::Receiver<Vec<u8>>,
+    /// Buffers the receiver is done with, shared by the producers.
+    spare: Arc<Mutex<mpsc::Receiver<Vec<u8>>>>,
     max: usize,
 }
 
@@ -71,16 +81,25 @@ pub struct MpscSender {
 #[derive(Debug)]
 pub struct MpscReceiver {
     rx: mpsc::Receiver<Slot>,
-    side: mpsc::Receiver<Vec<u8>>,
     recycle: mpsc::SyncSender<Vec<u8>>,
     current: Vec<u8>,
     max: usize,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slot::Inline { len, .. } => write!(f, "Inline({len} bytes)"),
+            Slot::Heap(buf) => write!(f, "Heap({} bytes)", buf.len()),
+        }
+    }
 }
 
 impl Transport for Mpsc {
     const NAME: &'static str = "channels";
     const VARIANT: &'static str = "mpsc";
     const MODES: &'static [Mode] = &[Mode::Thread];
+    const MULTI_PRODUCER: bool = true;
     type Sender = MpscSender;
     type Receiver = MpscReceiver;
 
@@ -95,54 +114,75 @@ impl Transport for Mpsc {
                 },
             });
         }
-        let slots = opts.capacity.unwrap_or(DEFAULT_SLOTS).max(1);
+        let slots = match opts.capacity {
+            None => DEFAULT_SLOTS,
+            Some(bytes) if bytes > CAPACITY_LIMIT.bytes => {
+                return Err(Error::io(
+                    format!("make a channel of {bytes} bytes"),
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "above {} bytes, {}",
+                            CAPACITY_LIMIT.bytes, CAPACITY_LIMIT.name
+                        ),
+                    ),
+                ))
+            }
+            Some(bytes) => (bytes / SLOT_BYTES).max(1),
+        };
         let (tx, rx) = mpsc::sync_channel(slots);
-        // A large message waits on the side channel for its slot to arrive;
-        // the main channel's bound keeps this one bounded too.
-        let (side_tx, side_rx) = mpsc::sync_channel(slots + 1);
         // Buffers the receiver is done with travel back for reuse.
         let (recycle, spare) = mpsc::sync_channel(slots + 2);
         let max = opts.max_message;
         Ok((
             MpscSender {
                 tx,
-                side: side_tx,
-                spare,
+                spare: Arc::new(Mutex::new(spare)),
                 max,
             },
             MpscReceiver {
                 rx,
-                side: side_rx,
                 recycle,
                 current: Vec::new(),
                 max,
             },
         ))
     }
+
+    fn capacity_limit() -> Limit {
+        CAPACITY_LIMIT
+    }
+
+    fn clone_sender(end: &MpscSender) -> Result<MpscSender> {
+        Ok(MpscSender {
+            tx: end.tx.clone(),
+            spare: Arc::clone(&end.spare),
+            max: end.max,
+        })
+    }
 }
 
 impl MpscSender {
-    /// The slot for `msg`; a large message goes on the side channel first.
+    /// The slot for `msg`: inside it, or in a buffer (a spare one if the
+    /// receiver gave one back and no other producer holds the spares).
     #[inline]
     fn slot(&mut self, msg: &[u8]) -> Result<Slot> {
         if msg.len() > self.max {
-            return Err(Error::TooLarge {
-                len: msg.len(),
-                max: self.max,
+            return Err(Error::too_large(msg.len(), self.max));
+        }
+        if msg.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..msg.len()].copy_from_slice(msg);
+            return Ok(Slot::Inline {
+                len: msg.len() as u8,
+                bytes,
             });
         }
-        let mut slot = [0u8; INLINE + 1];
-        if msg.len() <= INLINE {
-            slot[..msg.len()].copy_from_slice(msg);
-            slot[INLINE] = msg.len() as u8;
-        } else {
-            let mut buf = self.spare.try_recv().unwrap_or_default();
-            buf.clear();
-            buf.extend_from_slice(msg);
-            self.side.send(buf).map_err(|_| Error::Disconnected)?;
-            slot[INLINE] = ON_SIDE;
-        }
-        Ok(slot)
+        let spare = self.spare.try_lock().ok().and_then(|s| s.try_recv().ok());
+        let mut buf = spare.unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(msg);
+        Ok(Slot::Heap(buf))
     }
 }
 
@@ -153,10 +193,6 @@ impl ipc_core::Sender for MpscSender {
     }
 
     fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        if msg.len() > INLINE {
-            // Check for room before the buffer goes on the side channel.
-            return self.send(msg);
-        }
         let slot = self.slot(msg)?;
         self.tx.try_send(slot).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => Error::Full,
@@ -171,30 +207,29 @@ impl ipc_core::Sender for MpscSender {
 
 impl MpscReceiver {
     /// Makes the slot's message the current one; a replaced large buffer goes
-    /// back to the sender for reuse.
+    /// back to the producers for reuse.
     #[inline]
-    fn keep(&mut self, slot: Slot) -> Result<&[u8]> {
-        let len = slot[INLINE];
-        if len == ON_SIDE {
-            let buf = self.side.try_recv().map_err(|_| {
-                Error::Corrupt("a large message's slot arrived without its buffer".into())
-            })?;
-            let old = std::mem::replace(&mut self.current, buf);
-            if old.capacity() > INLINE {
-                let _ = self.recycle.try_send(old);
+    fn keep(&mut self, slot: Slot) -> &[u8] {
+        match slot {
+            Slot::Inline { len, bytes } => {
+                self.current.clear();
+                self.current.extend_from_slice(&bytes[..len as usize]);
             }
-        } else {
-            self.current.clear();
-            self.current.extend_from_slice(&slot[..len as usize]);
+            Slot::Heap(buf) => {
+                let old = std::mem::replace(&mut self.current, buf);
+                if old.capacity() > INLINE {
+                    let _ = self.recycle.try_send(old);
+                }
+            }
         }
-        Ok(&self.current)
+        &self.current
     }
 }
 
 impl ipc_core::Receiver for MpscReceiver {
     fn recv(&mut self) -> Result<&[u8]> {
         let slot = self.rx.recv().map_err(|_| Error::Disconnected)?;
-        self.keep(slot)
+        Ok(self.keep(slot))
     }
 
     fn try_recv(&mut self) -> Result<&[u8]> {
@@ -202,7 +237,7 @@ impl ipc_core::Receiver for MpscReceiver {
             mpsc::TryRecvError::Empty => Error::Empty,
             mpsc::TryRecvError::Disconnected => Error::Disconnected,
         })?;
-        self.keep(slot)
+        Ok(self.keep(slot))
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]> {
@@ -210,7 +245,7 @@ impl ipc_core::Receiver for MpscReceiver {
             mpsc::RecvTimeoutError::Timeout => Error::Timeout,
             mpsc::RecvTimeoutError::Disconnected => Error::Disconnected,
         })?;
-        self.keep(slot)
+        Ok(self.keep(slot))
     }
 
     fn max_message(&self) -> usize {
@@ -242,16 +277,63 @@ mod tests {
             tx.send(&[i; 5]).expect("send");
             assert_eq!(rx.recv().expect("recv"), [i; 5]);
         }
-        assert!(tx.spare.try_recv().is_err(), "small messages travel inline");
+        assert!(
+            tx.spare.lock().expect("spares").try_recv().is_err(),
+            "small messages travel inline"
+        );
         for i in 0..100u8 {
             let msg = vec![i; INLINE + 1 + i as usize];
             tx.send(&msg).expect("send");
             assert_eq!(rx.recv().expect("recv"), &msg[..]);
         }
         assert!(
-            tx.spare.try_recv().is_ok(),
+            tx.spare.lock().expect("spares").try_recv().is_ok(),
             "a large buffer came back for reuse"
         );
+    }
+
+    #[test]
+    fn try_send_of_a_large_message_into_a_full_channel_does_not_wait() {
+        let opts = Options::default().capacity(SLOT_BYTES);
+        let (mut tx, mut rx) = Mpsc::channel(Mode::Thread, &opts).expect("channel");
+        tx.try_send(&[1; 1000]).expect("room for one");
+        // Before, a large message went on a side channel with a blocking
+        // send: this would wait for the receiver.
+        assert!(matches!(tx.try_send(&[2; 1000]), Err(Error::Full)));
+        assert_eq!(rx.recv().expect("recv"), [1; 1000]);
+        tx.try_send(&[3; 1000]).expect("room again");
+        assert_eq!(rx.recv().expect("recv"), [3; 1000]);
+    }
+
+    #[test]
+    fn four_producers_on_threads_each_keep_their_order_small_and_large() {
+        let (tx, mut rx) = Mpsc::channel(Mode::Thread, &Options::default()).expect("channel");
+        let producers: Vec<_> = (0..4u64)
+            .map(|p| {
+                let mut tx = Mpsc::clone_sender(&tx).expect("clone");
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        // Every third message goes in a buffer, the rest inline.
+                        let mut msg = vec![p as u8; if i % 3 == 0 { 300 } else { 16 }];
+                        msg[..8].copy_from_slice(&(p << 32 | i).to_le_bytes());
+                        tx.send(&msg).expect("send");
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut next = [0u64; 4];
+        while let Ok(msg) = rx.recv() {
+            let stamp = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+            let (p, i) = ((stamp >> 32) as usize, stamp & 0xffff_ffff);
+            assert_eq!(i, next[p], "producer {p} out of order");
+            assert!(msg[8..].iter().all(|&b| b == p as u8), "corrupt");
+            next[p] += 1;
+        }
+        assert_eq!(next, [20_000; 4], "every message exactly once");
+        for p in producers {
+            p.join().expect("producer");
+        }
     }
 
     #[test]

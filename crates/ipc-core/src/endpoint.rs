@@ -10,15 +10,30 @@
 //! let endpoint = T::export_receiver(rx, &mut handover)?;
 //! let mut cmd = std::process::Command::new("my-child");
 //! cmd.env("MY_CHANNEL", endpoint.to_token());
-//! handover.configure(&mut cmd);
-//! let _child = cmd.spawn().map_err(|e| ipc_core::Error::io("spawn", e))?;
-//! drop(handover); // close the parent's copies of the child's fds
+//! let (_child, peer) = handover.spawn(&mut cmd)?; // closes the parent's copies
+//! T::set_peer_of_sender(&mut tx, &peer)?;
 //!
-//! // Child: one call reopens it.
-//! let endpoint = Endpoint::from_env("MY_CHANNEL")?;
-//! let mut rx = T::open_receiver(&endpoint)?;
+//! // Child, first thing in main: one call reopens it.
+//! // SAFETY: MY_CHANNEL was set by the parent above, which handed over the
+//! // fds it names to this process; nothing here has touched them.
+//! let endpoint = unsafe { Endpoint::from_env("MY_CHANNEL") }?;
+//! let mut rx = T::open_receiver(endpoint)?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Why reopening is `unsafe`
+//!
+//! A token names file descriptors by number, and taking ownership of a
+//! number (`OwnedFd::from_raw_fd`) is `unsafe` in Rust: if something else in
+//! the process owns that fd, both would close it. A token cannot vouch for
+//! itself (an environment variable can be set by safe code), so
+//! [`Endpoint::from_token`] and [`Endpoint::from_env`] are the one place
+//! where fd numbers enter an [`Endpoint`] from outside, and their caller
+//! promises that the fds were handed over to this process and that nothing
+//! else owns them. From then on each fd is owned by the endpoint and can be
+//! taken once ([`Endpoint::take_fd`]), so `open_sender`/`open_receiver` are
+//! safe. An endpoint made by an export describes fds for a child: it can be
+//! turned into a token, never opened.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -27,17 +42,16 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::liveness::PeerProcess;
 
-/// A small serialisable description of one end of a channel, enough for a
-/// child process to reopen it: fd numbers it inherited, a path, an object
-/// name, the creator's pid and the options that matter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A small description of one end of a channel, enough for a child process
+/// to reopen it: fd numbers it inherited, a path, an object name, the
+/// creator's pid and the options that matter.
+#[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Endpoint {
     /// `<method>/<variant>` of the transport that made it, checked on open.
     pub transport: String,
-    /// File descriptors the child inherits, by number.
-    pub fds: Vec<RawFd>,
     /// A filesystem path (a FIFO, ...).
     pub path: Option<String>,
     /// An OS object name (a shm region, a queue, an abstract socket).
@@ -48,6 +62,33 @@ pub struct Endpoint {
     pub max_message: usize,
     /// Transport-specific numbers (sizes, offsets, signal numbers).
     pub extra: Vec<u64>,
+    fds: Fds,
+}
+
+/// The fds of an endpoint: numbers for a child (made by an export), or fds
+/// this process owns (adopted by `from_token`), each taken at most once.
+#[derive(Debug)]
+enum Fds {
+    ForChild(Vec<RawFd>),
+    Adopted(Vec<Option<OwnedFd>>),
+}
+
+impl Default for Fds {
+    fn default() -> Self {
+        Fds::ForChild(Vec::new())
+    }
+}
+
+/// The token's contents (**contract** of the hand-over between our binaries).
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    transport: String,
+    fds: Vec<RawFd>,
+    path: Option<String>,
+    name: Option<String>,
+    creator_pid: u32,
+    max_message: usize,
+    extra: Vec<u64>,
 }
 
 impl Endpoint {
@@ -61,32 +102,64 @@ impl Endpoint {
         }
     }
 
-    /// Encodes the endpoint as a short printable token (hex of its postcard form),
-    /// for a command-line argument or an environment variable.
+    /// Encodes the endpoint as a short printable token (hex of its postcard
+    /// form), for a command-line argument or an environment variable.
     pub fn to_token(&self) -> String {
-        let bytes = postcard::to_stdvec(self).unwrap_or_default();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        let wire = Wire {
+            transport: self.transport.clone(),
+            fds: self.fds(),
+            path: self.path.clone(),
+            name: self.name.clone(),
+            creator_pid: self.creator_pid,
+            max_message: self.max_message,
+            extra: self.extra.clone(),
+        };
+        hex(&postcard::to_stdvec(&wire).unwrap_or_default())
     }
 
-    /// Decodes a token made by [`Endpoint::to_token`].
-    pub fn from_token(token: &str) -> Result<Self> {
-        let bad = || Error::BadEndpoint(format!("{token:?} is not an endpoint token"));
-        if token.len() % 2 != 0 || !token.is_ascii() {
-            return Err(bad());
-        }
-        let bytes = (0..token.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-            .collect::<std::result::Result<Vec<u8>, _>>()
-            .map_err(|_| bad())?;
-        postcard::from_bytes(&bytes).map_err(|_| bad())
+    /// Decodes a token made by [`Endpoint::to_token`] and takes ownership of
+    /// the fds it names, after checking that each is open here (and marking
+    /// it close-on-exec again, so it goes no further). Fds not taken by an
+    /// open are closed when the endpoint is dropped.
+    ///
+    /// # Safety
+    ///
+    /// The fds the token names must have been handed over to this process
+    /// for this endpoint (by a parent's [`Handover`]), and nothing else in
+    /// this process may own them or use them: they are closed when the end
+    /// opened from them is dropped. Call it once per token.
+    pub unsafe fn from_token(token: &str) -> Result<Self> {
+        let wire = decode(token)?;
+        let fds = wire
+            .fds
+            .iter()
+            // SAFETY: the caller promises these fds were handed to this
+            // process for this endpoint and that nothing else owns them.
+            .map(|&fd| unsafe { crate::sys::adopt_inherited_fd(fd) }.map(Some))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Endpoint {
+            transport: wire.transport,
+            path: wire.path,
+            name: wire.name,
+            creator_pid: wire.creator_pid,
+            max_message: wire.max_message,
+            extra: wire.extra,
+            fds: Fds::Adopted(fds),
+        })
     }
 
-    /// Reads and decodes the token in environment variable `var`.
-    pub fn from_env(var: &str) -> Result<Self> {
+    /// Reads the token in environment variable `var` and decodes it with
+    /// [`Endpoint::from_token`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Endpoint::from_token`]: the variable was set by the parent
+    /// that handed over the fds it names, and nothing else here owns them.
+    pub unsafe fn from_env(var: &str) -> Result<Self> {
         let token = std::env::var(var)
             .map_err(|_| Error::BadEndpoint(format!("environment variable {var} is not set")))?;
-        Self::from_token(&token)
+        // SAFETY: passed on from our caller.
+        unsafe { Self::from_token(&token) }
     }
 
     /// Checks that this endpoint was made by `method/variant`.
@@ -101,28 +174,72 @@ impl Endpoint {
         }
     }
 
-    /// The `i`-th inherited fd, checked to be open in this process, as an owned fd.
-    ///
-    /// Call it once per fd: the returned `OwnedFd` closes the fd on drop.
-    pub fn take_fd(&self, i: usize) -> Result<OwnedFd> {
-        let fd = *self
-            .fds
-            .get(i)
-            .ok_or_else(|| Error::BadEndpoint(format!("endpoint carries no fd #{i}")))?;
-        crate::sys::adopt_inherited_fd(fd)
+    /// The numbers of the fds it names (for a child, or adopted here).
+    pub fn fds(&self) -> Vec<RawFd> {
+        match &self.fds {
+            Fds::ForChild(fds) => fds.clone(),
+            Fds::Adopted(fds) => fds
+                .iter()
+                .map(|fd| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd))
+                .collect(),
+        }
+    }
+
+    /// Takes the `i`-th fd, which this endpoint owns since
+    /// [`Endpoint::from_token`]; each can be taken once. An endpoint made by
+    /// an export (its fds are for a child) gives none.
+    pub fn take_fd(&mut self, i: usize) -> Result<OwnedFd> {
+        match &mut self.fds {
+            Fds::ForChild(_) => Err(Error::BadEndpoint(
+                "this endpoint describes fds handed to a child; the child reopens it from its token".into(),
+            )),
+            Fds::Adopted(fds) => fds
+                .get_mut(i)
+                .ok_or_else(|| Error::BadEndpoint(format!("endpoint carries no fd #{i}")))?
+                .take()
+                .ok_or_else(|| Error::BadEndpoint(format!("fd #{i} of the endpoint was already taken"))),
+        }
     }
 }
 
+fn decode(token: &str) -> Result<Wire> {
+    let bad = || {
+        let shown: String = token.chars().take(80).collect();
+        Error::BadEndpoint(format!("{shown:?} is not an endpoint token"))
+    };
+    postcard::from_bytes(&unhex(token).ok_or_else(bad)?).map_err(|_| bad())
+}
+
+/// `bytes` as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string made by [`hex`]; `None` for anything else.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Runs in the forked child before exec; must be async-signal-safe.
+pub type ExecHook = fn() -> std::io::Result<()>;
+
 /// What a child process must inherit: the fds of exported ends (made
-/// inheritable only in the child, between fork and exec) and the rule that it
-/// dies with its parent.
+/// inheritable only in the child, between fork and exec), the rule that it
+/// dies with its parent, and what transports ask to run before exec.
 ///
-/// Drop it after spawning, to close the parent's copies of the child's fds;
-/// otherwise an EOF would never come.
+/// Drop it after spawning (or spawn with [`Handover::spawn`]), to close the
+/// parent's copies of the child's fds; otherwise an EOF would never come.
 #[derive(Debug)]
 pub struct Handover {
     fds: Vec<OwnedFd>,
     death_signal: i32,
+    hooks: Vec<ExecHook>,
 }
 
 impl Default for Handover {
@@ -130,6 +247,7 @@ impl Default for Handover {
         Handover {
             fds: Vec::new(),
             death_signal: libc::SIGKILL,
+            hooks: Vec::new(),
         }
     }
 }
@@ -140,11 +258,28 @@ impl Handover {
         Handover::default()
     }
 
-    /// Adds an fd (created with O_CLOEXEC) that the child inherits; returns its number.
-    pub fn add_fd(&mut self, fd: OwnedFd) -> RawFd {
+    /// Hands `fd` (created with O_CLOEXEC) to the child as part of
+    /// `endpoint`: the child inherits it, and the endpoint's token names it.
+    pub fn add_fd(&mut self, endpoint: &mut Endpoint, fd: OwnedFd) {
         let raw = fd.as_raw_fd();
         self.fds.push(fd);
-        raw
+        match &mut endpoint.fds {
+            Fds::ForChild(fds) => fds.push(raw),
+            adopted @ Fds::Adopted(_) => *adopted = Fds::ForChild(vec![raw]),
+        }
+    }
+
+    /// Runs `hook` in the child between fork and exec, after the fds are
+    /// made inheritable (the signals transport blocks its signals there,
+    /// so that the child cannot get one before it is ready).
+    ///
+    /// # Safety
+    ///
+    /// `hook` runs in the forked copy of a process that may have other
+    /// threads: it must be async-signal-safe (see `signal-safety(7)`): no
+    /// allocation, no lock, no I/O through std's buffered types.
+    pub unsafe fn before_exec(&mut self, hook: ExecHook) {
+        self.hooks.push(hook);
     }
 
     /// The signal the child gets when this process exits (`PR_SET_PDEATHSIG`):
@@ -161,18 +296,40 @@ impl Handover {
     }
 
     /// Sets up `cmd` so that, in the child only, the handed-over fds survive
-    /// exec, and the child gets the death signal when this process exits (and
-    /// exits at once if this process is already gone).
+    /// exec, the transports' hooks run, and the child gets the death signal
+    /// when this process exits (and exits at once if this process is already
+    /// gone). The signal mask is inherited as it is: a signal this process
+    /// blocks (see [`crate::Transport::before_threads`]) is blocked in every
+    /// child it spawns.
     pub fn configure(&self, cmd: &mut Command) {
         let fds = self.fds();
+        let hooks = self.hooks.clone();
         let parent = std::process::id();
         let signal = self.death_signal;
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe calls (fcntl, prctl, getppid, _exit) on
-        // values captured before the fork; it allocates nothing.
+        // makes async-signal-safe calls (fcntl, prctl, getppid, _exit, and
+        // the hooks, whose adders promised the same) on values captured
+        // before the fork; it allocates nothing.
         unsafe {
-            cmd.pre_exec(move || crate::sys::prepare_child(&fds, parent, signal));
+            cmd.pre_exec(move || {
+                crate::sys::prepare_child(&fds, parent, signal)?;
+                hooks.iter().try_for_each(|hook| hook())
+            });
         }
+    }
+
+    /// Configures `cmd` (see [`Handover::configure`]), spawns it, closes the
+    /// parent's copies of the child's fds, and returns the child with its
+    /// identity (pid, start time, pidfd) for the ends the parent keeps
+    /// (`Transport::set_peer_of_sender`/`set_peer_of_receiver`).
+    pub fn spawn(self, cmd: &mut Command) -> Result<(std::process::Child, PeerProcess)> {
+        self.configure(cmd);
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("start {:?}", cmd.get_program()), e))?;
+        drop(self);
+        let peer = PeerProcess::of_child(&child)?;
+        Ok((child, peer))
     }
 }
 
@@ -181,21 +338,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_round_trips() {
+    fn token_round_trips_and_adopts_its_fds_once() {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let raw = read.as_raw_fd();
         let mut ep = Endpoint::new("pipes", "fifo", 1234);
-        ep.fds = vec![3, 7];
         ep.path = Some("/tmp/x y".into());
         ep.extra = vec![u64::MAX];
-        let back = Endpoint::from_token(&ep.to_token()).expect("decodes");
-        assert_eq!(back, ep);
+        let mut handover = Handover::new();
+        handover.add_fd(&mut ep, read);
+        assert!(
+            matches!(ep.take_fd(0), Err(Error::BadEndpoint(_))),
+            "an exported endpoint's fds are the child's"
+        );
+        let token = ep.to_token();
+        // Stand in for the child: the handover's fd is given up to the token.
+        std::mem::forget(handover);
+        // SAFETY: the fd was leaked by the handover above, so the endpoint is
+        // its only owner from here on.
+        let mut back = unsafe { Endpoint::from_token(&token) }.expect("decodes");
+        assert_eq!(
+            (
+                back.path.as_deref(),
+                back.extra.as_slice(),
+                back.max_message
+            ),
+            (Some("/tmp/x y"), &[u64::MAX][..], 1234)
+        );
         back.expect("pipes", "fifo").expect("same transport");
         assert!(back.expect("pipes", "pipe").is_err());
+        let fd = back.take_fd(0).expect("the fd");
+        assert_eq!(fd.as_raw_fd(), raw);
+        assert!(
+            matches!(back.take_fd(0), Err(Error::BadEndpoint(_))),
+            "taken once"
+        );
+        assert!(matches!(back.take_fd(1), Err(Error::BadEndpoint(_))));
+        drop((fd, write));
     }
 
     #[test]
-    fn garbage_tokens_are_refused() {
+    fn garbage_tokens_and_closed_fds_are_refused() {
         for bad in ["", "abc", "zz", "ffffffffffffffffffff", "é1"] {
-            assert!(Endpoint::from_token(bad).is_err(), "{bad:?}");
+            // SAFETY: none of these decodes, so no fd is adopted.
+            assert!(unsafe { Endpoint::from_token(bad) }.is_err(), "{bad:?}");
         }
+        let mut ep = Endpoint::new("pipes", "pipe", 64);
+        ep.fds = Fds::ForChild(vec![987_654]);
+        // SAFETY: fd 987654 is not open in this process, which is refused
+        // before anything is adopted.
+        let err = unsafe { Endpoint::from_token(&ep.to_token()) }.expect_err("not open");
+        assert!(err.to_string().contains("not open"), "{err}");
     }
 }

@@ -27,12 +27,15 @@ pub enum Error {
     #[error("the channel is full")]
     Full,
     /// The message is larger than this channel carries; nothing was sent.
-    #[error("message of {len} bytes is larger than this channel's maximum of {max} bytes")]
+    #[error("message of {len} bytes is larger than this channel's maximum of {max} bytes (set by {limit})")]
     TooLarge {
         /// The length of the refused message.
         len: usize,
         /// The largest message this channel carries.
         max: usize,
+        /// What set that maximum: the channel's option ([`LIMIT_OPTION`]) or
+        /// a system limit, by name.
+        limit: &'static str,
     },
     /// The bytes that arrived are not a valid frame (for example a length
     /// header above the maximum). The channel cannot be trusted any more.
@@ -48,6 +51,10 @@ pub enum Error {
         /// What to use instead.
         hint: &'static str,
     },
+    /// The end is already open or held: a channel with one producer (or one
+    /// consumer) refuses a second one.
+    #[error("{0}")]
+    InUse(String),
     /// A blocking receive in coroutine mode on an empty channel: nothing else
     /// runs on this thread to fill it, so it would hang forever.
     #[error("a blocking receive on an empty coroutine channel would never return: the producer runs on this same thread")]
@@ -92,11 +99,24 @@ impl Error {
         Error::io(what, io::Error::from(errno))
     }
 
+    /// A message of `len` bytes refused by the channel option `max_message`.
+    pub fn too_large(len: usize, max: usize) -> Self {
+        Error::TooLarge {
+            len,
+            max,
+            limit: LIMIT_OPTION,
+        }
+    }
+
     /// True when the peer is gone.
     pub fn is_disconnected(&self) -> bool {
         matches!(self, Error::Disconnected)
     }
 }
+
+/// The name of the limit a channel's `max_message` option sets, for
+/// [`Error::TooLarge`].
+pub const LIMIT_OPTION: &str = "the channel's max_message option";
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,8 +1,9 @@
 //! Framed messages over a byte-stream file descriptor (a pipe, a FIFO, a
 //! stream socket): the sending and receiving halves every stream transport
-//! builds on. One `writev` per message; reads go through a [`FrameReader`].
+//! builds on. One `write` per message (`writev` above [`COPY_BELOW`]); reads
+//! go through a [`FrameReader`].
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -51,66 +52,141 @@ fn read_once(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Messages up to this size are copied behind their header and written with
-/// one `write`; larger ones go out with `writev` and no copy. A single-segment
-/// `write` skips the iovec import of `writev`, which is measurable on small
-/// messages (see the README's pipe figures); the copy is not.
+/// one `write`; larger ones go out with `writev` and no copy (a
+/// single-segment `write` skips the iovec import of `writev`, which is
+/// measurable on small messages; the copy is not: see the README).
 pub const COPY_BELOW: usize = 4096;
 
+/// How long a dropped sender waits, at each step, for the receiver to take
+/// the unsent rest of a frame before it gives up.
+pub const LINGER: Duration = Duration::from_secs(2);
+
 /// The sending half: frames each message onto a byte-stream fd.
+///
+/// The fd is made non-blocking (`O_NONBLOCK`), so that `try_send` never
+/// waits: when the stream takes only part of a frame, the rest is kept in
+/// this sender's own buffer and written before anything else (the
+/// [`Sender`] contract). `send` waits for room with `poll`.
 #[derive(Debug)]
 pub struct FdSender {
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
     max: usize,
+    limit: &'static str,
+    /// A small message's frame, assembled for one `write`.
     frame: Vec<u8>,
+    /// The unsent rest of a frame that `try_send` accepted.
+    pending: Vec<u8>,
+    /// How much of `pending` is written.
+    sent: usize,
 }
 
 impl FdSender {
-    /// Sends frames of at most `max` bytes on `fd` (a blocking stream).
-    pub fn new(fd: OwnedFd, max: usize) -> Self {
-        FdSender {
-            fd,
+    /// Sends frames of at most `max` bytes (lowered to [`framing::FRAME_LIMIT`])
+    /// on `fd`, a byte stream, which it makes non-blocking.
+    pub fn new(fd: OwnedFd, max: usize) -> Result<Self> {
+        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL)
+            .map_err(|e| Error::sys("read the stream's flags", e))?;
+        let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags))
+            .map_err(|e| Error::sys("make the stream non-blocking", e))?;
+        let (max, limit) = framing::FRAME_LIMIT.lower(max);
+        Ok(FdSender {
+            fd: Some(fd),
             max,
+            limit,
             frame: Vec::with_capacity(framing::HEADER_LEN + COPY_BELOW.min(max)),
-        }
+            pending: Vec::new(),
+            sent: 0,
+        })
     }
 
-    /// The fd inside.
-    pub fn into_fd(self) -> OwnedFd {
+    /// The fd inside, after the unsent rest of a frame (if any) is written.
+    pub fn into_fd(mut self) -> Result<OwnedFd> {
+        self.flush()?;
         self.fd
+            .take()
+            .ok_or_else(|| Error::io("take the stream", io::ErrorKind::NotConnected))
     }
-}
 
-impl AsFd for FdSender {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    fn fd(&self) -> Result<BorrowedFd<'_>> {
+        self.fd
+            .as_ref()
+            .map(AsFd::as_fd)
+            .ok_or_else(|| Error::io("use the stream", io::ErrorKind::NotConnected))
+    }
+
+    /// Whether part of a frame waits in this sender's buffer.
+    pub fn has_pending(&self) -> bool {
+        self.sent < self.pending.len()
+    }
+
+    /// Writes the unsent rest of a frame, waiting for room at most `step`
+    /// at a time (`None`: no limit).
+    fn finish_pending(&mut self, step: Option<Duration>) -> Result<()> {
+        if self.has_pending() {
+            let fd = self.fd()?;
+            write_waiting(fd, &[&self.pending], self.sent, step)?;
+            self.pending.clear();
+            self.sent = 0;
+        }
+        Ok(())
     }
 }
 
 impl Sender for FdSender {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        let fd = self.fd.as_fd();
-        if msg.len() < COPY_BELOW {
-            let header = framing::encode_header(msg.len(), self.max)?;
-            self.frame.clear();
-            self.frame.extend_from_slice(&header);
-            self.frame.extend_from_slice(msg);
-            return write_all(fd, &self.frame);
-        }
-        framing::write_frame(msg, self.max, |iov| {
-            nix::sys::uio::writev(fd, iov).map_err(io::Error::from)
-        })
+        let header = framing::encode_header(msg.len(), self.max, self.limit)?;
+        self.finish_pending(None)?;
+        let fd = self.fd.as_ref().map(AsFd::as_fd);
+        let fd = fd.ok_or_else(|| Error::io("use the stream", io::ErrorKind::NotConnected))?;
+        let mut scratch = std::mem::take(&mut self.frame);
+        let result = {
+            let parts = frame_parts(&mut scratch, &header, msg);
+            write_waiting(fd, &parts, 0, None)
+        };
+        self.frame = scratch;
+        result
     }
 
-    /// Sends if the stream can take bytes now. A stream that takes the first
-    /// byte receives the whole frame, so a message larger than the free room
-    /// may wait for the reader to drain the rest.
+    /// Never waits: writes what the stream takes now. `Full` when it takes
+    /// nothing (or the rest of an earlier frame is still waiting); when it
+    /// takes part of the frame, the rest waits in this sender's buffer and
+    /// the message counts as sent.
     fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        framing::encode_header(msg.len(), self.max)?;
-        match wait_ready(self.fd.as_fd(), PollFlags::POLLOUT, Some(Duration::ZERO)) {
-            Ok(true) => self.send(msg),
-            Ok(false) => Err(Error::Full),
-            Err(e) => Err(framing::stream_error("poll for room", e)),
+        let header = framing::encode_header(msg.len(), self.max, self.limit)?;
+        if self.has_pending() {
+            self.sent = write_now(self.fd()?, &[&self.pending], self.sent)?;
+            if self.has_pending() {
+                return Err(Error::Full);
+            }
+            self.pending.clear();
+            self.sent = 0;
         }
+        let fd = self.fd.as_ref().map(AsFd::as_fd);
+        let fd = fd.ok_or_else(|| Error::io("use the stream", io::ErrorKind::NotConnected))?;
+        let mut scratch = std::mem::take(&mut self.frame);
+        let parts = frame_parts(&mut scratch, &header, msg);
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let result = write_now(fd, &parts, 0);
+        if let Ok(done) = result {
+            if done > 0 && done < total {
+                let mut skip = done;
+                for part in parts {
+                    let from = skip.min(part.len());
+                    self.pending.extend_from_slice(&part[from..]);
+                    skip -= from;
+                }
+            }
+        }
+        self.frame = scratch;
+        match result? {
+            0 if total > 0 => Err(Error::Full),
+            _ => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.finish_pending(None)
     }
 
     fn max_message(&self) -> usize {
@@ -118,17 +194,84 @@ impl Sender for FdSender {
     }
 }
 
-/// Writes all of `bytes`, retrying short and interrupted writes.
-fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<()> {
-    while !bytes.is_empty() {
-        match nix::unistd::write(fd, bytes) {
+impl Drop for FdSender {
+    fn drop(&mut self) {
+        // As far as the receiver takes it: a receiver that is gone or stops
+        // reading for `LINGER` ends the wait.
+        let _ = self.finish_pending(Some(LINGER));
+    }
+}
+
+/// The frame of `msg` as two slices: small messages are copied behind their
+/// header into `scratch` (one `write`), larger ones go as header and payload.
+fn frame_parts<'a>(scratch: &'a mut Vec<u8>, header: &'a [u8], msg: &'a [u8]) -> [&'a [u8]; 2] {
+    if msg.len() < COPY_BELOW {
+        scratch.clear();
+        scratch.extend_from_slice(header);
+        scratch.extend_from_slice(msg);
+        [scratch.as_slice(), &[]]
+    } else {
+        [header, msg]
+    }
+}
+
+/// Writes what the stream takes now of `parts` (all of them, one after the
+/// other), from byte `done` on; returns how far it got. A stream that takes
+/// nothing more (EAGAIN) ends the attempt; EPIPE is [`Error::Disconnected`].
+fn write_now(fd: BorrowedFd<'_>, parts: &[&[u8]], mut done: usize) -> Result<usize> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    while done < total {
+        let mut skip = done;
+        let mut iov = [IoSlice::new(&[]); 2];
+        let mut n = 0;
+        for part in parts.iter().filter(|p| !p.is_empty()) {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            if n < iov.len() {
+                iov[n] = IoSlice::new(&part[skip..]);
+                n += 1;
+            }
+            skip = 0;
+        }
+        let result = if n == 1 {
+            nix::unistd::write(fd, &iov[0])
+        } else {
+            nix::sys::uio::writev(fd, &iov[..n])
+        };
+        match result {
             Ok(0) => return Err(Error::Disconnected),
-            Ok(n) => bytes = &bytes[n..],
+            Ok(k) => done += k,
             Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => return Ok(done),
             Err(e) => return Err(framing::stream_error("write a frame", e.into())),
         }
     }
-    Ok(())
+    Ok(done)
+}
+
+/// Writes all of `parts` from byte `done` on, waiting for room between
+/// attempts, at most `step` each time (`None`: no limit; then
+/// [`Error::Timeout`]).
+fn write_waiting(
+    fd: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    mut done: usize,
+    step: Option<Duration>,
+) -> Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    loop {
+        done = write_now(fd, parts, done)?;
+        if done == total {
+            return Ok(());
+        }
+        if !wait_ready(fd, PollFlags::POLLOUT, step)
+            .map_err(|e| framing::stream_error("poll for room", e))?
+        {
+            return Err(Error::Timeout);
+        }
+    }
 }
 
 /// The receiving half: reads whole frames from a byte-stream fd.
@@ -139,11 +282,12 @@ pub struct FdReceiver {
 }
 
 impl FdReceiver {
-    /// Receives frames of at most `max` bytes from `fd` (a blocking stream).
+    /// Receives frames of at most `max` bytes (lowered to
+    /// [`framing::FRAME_LIMIT`]) from `fd`, a byte stream (blocking or not).
     pub fn new(fd: OwnedFd, max: usize) -> Self {
         FdReceiver {
             fd,
-            frames: FrameReader::new(max),
+            frames: FrameReader::new(framing::FRAME_LIMIT.lower(max).0),
         }
     }
 
@@ -173,7 +317,16 @@ impl AsFd for FdReceiver {
 impl Receiver for FdReceiver {
     fn recv(&mut self) -> Result<&[u8]> {
         let fd = self.fd.as_fd();
-        self.frames.read_frame(|buf| read_once(fd, buf))
+        self.frames.read_frame(|buf| loop {
+            match read_once(fd, buf) {
+                // A stream shared with a non-blocking sender (one socket for
+                // both directions) says "nothing yet" instead of waiting.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_ready(fd, PollFlags::POLLIN, None)?;
+                }
+                other => return other,
+            }
+        })
     }
 
     fn try_recv(&mut self) -> Result<&[u8]> {
@@ -200,5 +353,82 @@ impl Receiver for FdReceiver {
 
     fn max_message(&self) -> usize {
         self.frames.max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::fcntl::OFlag;
+
+    /// A pipe with a 4 KiB buffer, as a sender and a receiver.
+    fn small_pipe(max: usize) -> (FdSender, FdReceiver) {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).expect("size");
+        (
+            FdSender::new(write, max).expect("sender"),
+            FdReceiver::new(read, max),
+        )
+    }
+
+    #[test]
+    fn try_send_keeps_the_rest_of_a_frame_and_never_waits() {
+        let (mut tx, mut rx) = small_pipe(1 << 20);
+        let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        tx.try_send(&big).expect("the first part fits: accepted");
+        assert!(tx.has_pending(), "the rest waits in the sender");
+        assert!(matches!(tx.try_send(b"next"), Err(Error::Full)));
+        // The receiver takes the first part; the rest follows on the next try.
+        let reader = std::thread::spawn(move || {
+            let got = rx.recv().expect("the big message").to_vec();
+            let next = rx.recv().expect("the next one").to_vec();
+            (got, next, rx)
+        });
+        let mut tries = 0;
+        while let Err(Error::Full) = tx.try_send(b"next") {
+            tries += 1;
+            assert!(tries < 1_000_000, "the rest never went out");
+            std::thread::yield_now();
+        }
+        tx.flush().expect("flush");
+        let (got, next, mut rx) = reader.join().expect("reader");
+        assert_eq!(got, big);
+        assert_eq!(next, b"next");
+        drop(tx);
+        assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    }
+
+    #[test]
+    fn a_dropped_sender_writes_its_rest_as_far_as_the_receiver_takes_it() {
+        let (mut tx, mut rx) = small_pipe(1 << 20);
+        let big = vec![7u8; 50_000];
+        tx.try_send(&big).expect("accepted");
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let got = rx.recv().map(<[u8]>::to_vec);
+            (got, rx.recv().map(<[u8]>::to_vec))
+        });
+        drop(tx);
+        let (got, after) = reader.join().expect("reader");
+        assert_eq!(got.expect("the whole message"), big);
+        assert!(matches!(after, Err(Error::Disconnected)));
+
+        // A receiver that is gone ends the wait at once.
+        let (mut tx, rx) = small_pipe(1 << 20);
+        tx.try_send(&big).expect("accepted");
+        drop(rx);
+        let started = std::time::Instant::now();
+        drop(tx);
+        assert!(
+            started.elapsed() < LINGER,
+            "waited for a receiver that is gone"
+        );
+    }
+
+    #[test]
+    fn the_maximum_is_lowered_to_what_a_frame_can_say() {
+        let (tx, rx) = small_pipe(usize::MAX);
+        assert_eq!(tx.max_message(), u32::MAX as usize);
+        assert_eq!(rx.max_message(), u32::MAX as usize);
     }
 }

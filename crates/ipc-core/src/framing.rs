@@ -1,22 +1,36 @@
 //! Length-prefixed framing for byte-stream transports (**wire contract**).
 //!
 //! A frame is a 4-byte little-endian length `n`, then `n` payload bytes. The
-//! writer sends both with one `writev`; the reader reads through a buffer so
-//! that one system call usually brings one or more whole frames. A header
-//! above the channel's maximum is [`Error::Corrupt`] and allocates nothing.
+//! writer sends both with one `write` (see [`crate::fdstream`]); the reader
+//! reads through a buffer so that one system call usually brings one or more
+//! whole frames. A header above the channel's maximum is [`Error::Corrupt`]
+//! and allocates nothing.
 
-use std::io::{self, IoSlice};
+use std::io;
 
 use crate::error::{Error, Result};
+use crate::transport::Limit;
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 4;
 
-/// The header of a `len`-byte message, or [`Error::TooLarge`] above `max`.
-pub fn encode_header(len: usize, max: usize) -> Result<[u8; HEADER_LEN]> {
+/// The largest payload a frame can announce.
+pub const FRAME_LIMIT: Limit = Limit {
+    bytes: u32::MAX as usize,
+    name: "the 4-byte length of a frame",
+};
+
+/// The header of a `len`-byte message, or [`Error::TooLarge`] above `max`
+/// (which `limit` set).
+pub fn encode_header(len: usize, max: usize, limit: &'static str) -> Result<[u8; HEADER_LEN]> {
     match u32::try_from(len) {
         Ok(n) if len <= max => Ok(n.to_le_bytes()),
-        _ => Err(Error::TooLarge { len, max }),
+        Ok(_) => Err(Error::TooLarge { len, max, limit }),
+        Err(_) => Err(Error::TooLarge {
+            len,
+            max: max.min(FRAME_LIMIT.bytes),
+            limit: FRAME_LIMIT.name,
+        }),
     }
 }
 
@@ -29,33 +43,6 @@ pub fn decode_header(header: [u8; HEADER_LEN], max: usize) -> Result<usize> {
         )));
     }
     Ok(len)
-}
-
-/// Writes one frame (header and payload) with as few `writev` calls as the
-/// stream allows. `writev` is called with the remaining slices until all is
-/// written; interrupted calls are retried, EPIPE becomes [`Error::Disconnected`].
-pub fn write_frame(
-    msg: &[u8],
-    max: usize,
-    mut writev: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
-) -> Result<()> {
-    let header = encode_header(msg.len(), max)?;
-    let total = HEADER_LEN + msg.len();
-    let mut done = 0;
-    while done < total {
-        let result = if done < HEADER_LEN {
-            writev(&[IoSlice::new(&header[done..]), IoSlice::new(msg)])
-        } else {
-            writev(&[IoSlice::new(&msg[done - HEADER_LEN..])])
-        };
-        match result {
-            Ok(0) => return Err(Error::Disconnected),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(stream_error("write a frame", e)),
-        }
-    }
-    Ok(())
 }
 
 /// Maps the io errors that mean "the peer is gone" to [`Error::Disconnected`].
@@ -197,12 +184,8 @@ mod tests {
     fn framed(msgs: &[Vec<u8>], max: usize) -> Vec<u8> {
         let mut out = Vec::new();
         for m in msgs {
-            write_frame(m, max, |slices| {
-                let n: usize = slices.iter().map(|s| s.len()).sum();
-                slices.iter().for_each(|s| out.extend_from_slice(s));
-                Ok(n)
-            })
-            .expect("frame");
+            out.extend_from_slice(&encode_header(m.len(), max, "test").expect("fits"));
+            out.extend_from_slice(m);
         }
         out
     }
@@ -246,14 +229,19 @@ mod tests {
     }
 
     #[test]
-    fn oversize_messages_are_refused_before_writing() {
-        let mut wrote = false;
-        let err = write_frame(&[0; 11], 10, |_| {
-            wrote = true;
-            Ok(0)
-        });
-        assert!(matches!(err, Err(Error::TooLarge { len: 11, max: 10 })));
-        assert!(!wrote);
+    fn oversize_headers_name_their_limit() {
+        assert!(matches!(
+            encode_header(11, 10, "the option"),
+            Err(Error::TooLarge {
+                len: 11,
+                max: 10,
+                limit: "the option"
+            })
+        ));
+        assert!(matches!(
+            encode_header(1 << 33, usize::MAX, "the option"),
+            Err(Error::TooLarge { max, limit, .. }) if max == u32::MAX as usize && limit == FRAME_LIMIT.name
+        ));
     }
 
     #[test]
@@ -264,21 +252,5 @@ mod tests {
         assert!(matches!(fr.read_frame(&mut read), Err(Error::Empty)));
         let mut rest = stream(bytes[7..].to_vec(), 100, true);
         assert_eq!(fr.read_frame(&mut rest).expect("frame"), &[9; 10]);
-    }
-
-    #[test]
-    fn short_writes_are_finished() {
-        let mut out = Vec::new();
-        write_frame(&[5; 10], 100, |slices| {
-            let first = slices
-                .iter()
-                .find(|s| !s.is_empty())
-                .expect("something to write");
-            out.push(first[0]);
-            Ok(1)
-        })
-        .expect("frame");
-        assert_eq!(out.len(), 14);
-        assert_eq!(&out[..4], &10u32.to_le_bytes());
     }
 }

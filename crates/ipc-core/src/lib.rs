@@ -2,7 +2,8 @@
 //! a producer and a consumer can talk, the [`Error`] vocabulary, the framing
 //! of byte streams, the [`Endpoint`] that hands an end to a child process,
 //! typed messages through a [`codec::Codec`], the names and cleanup of OS
-//! objects, and the conformance suite every transport runs.
+//! objects, the [`liveness`] of the process on the other side, and the
+//! conformance suite every transport runs.
 //!
 //! # Hello, world!
 //!
@@ -53,10 +54,13 @@ pub mod endpoint;
 mod error;
 pub mod fdstream;
 pub mod framing;
+pub mod liveness;
 pub mod names;
-pub mod sys;
+mod sys;
 mod transport;
 
 pub use endpoint::{Endpoint, Handover};
-pub use error::{Error, Result};
-pub use transport::{check_mode, unsupported, Handler, Mode, Options, Receiver, Sender, Transport};
+pub use error::{Error, Result, LIMIT_OPTION};
+pub use transport::{
+    check_mode, unsupported, Handler, Limit, Mode, Options, Receiver, Sender, Transport,
+};

@@ -1,59 +1,66 @@
 //! Names, ownership and cleanup of the named OS objects the transports create.
 //!
-//! Every object is named `ipc-showcase.<method>.<pid>.<random>`, created
-//! owner-only, registered here while it lives (so that Ctrl-C can remove it:
-//! see [`remove_all_registered`]) and removed by its creator on drop. A
-//! leftover of a crashed run is *stale* when its creator is no longer running,
-//! or when the process now holding that pid started after the object was
-//! created (a reused pid). Stale objects are removed by `clean` and by the next
-//! creator of the same method; objects another user owns are never touched.
+//! Every object is named `ipc-showcase.<method>.<pid>.<start>.<random>`
+//! (the creator's pid and its start time in clock ticks after boot),
+//! created owner-only, registered here while it lives (so that Ctrl-C can
+//! remove it: see [`remove_all_registered`]) and removed by its creator on
+//! drop. A leftover of a crashed run is *stale* when no process with that pid
+//! and that start time runs any more: a pid given to another process later
+//! has another start time, and nothing here reads the wall clock, which can
+//! be stepped. Stale objects are removed by `clean` and by the next creator
+//! of the same method; objects another user owns are never touched.
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use crate::error::{Error, Result};
+use crate::liveness::ProcessId;
 use crate::sys;
 
 /// The prefix of every named object of the project.
 pub const PREFIX: &str = "ipc-showcase.";
 
-/// A fresh, unique name for an object of `method`: `ipc-showcase.<method>.<pid>.<random>`.
+/// A fresh, unique name for an object of `method`:
+/// `ipc-showcase.<method>.<pid>.<start>.<random>`.
 pub fn unique_name(method: &str) -> String {
     let random: String = (0..6)
         .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
         .collect();
-    format!("{PREFIX}{method}.{}.{random}", std::process::id())
+    let me = ProcessId::current();
+    format!(
+        "{PREFIX}{method}.{}.{}.{random}",
+        me.pid(),
+        me.start_ticks()
+    )
 }
 
-/// The creator pid recorded in a name made by [`unique_name`] for `method`.
-pub fn creator_pid(name: &str, method: &str) -> Option<u32> {
+/// The creator recorded in a name made by [`unique_name`] for `method`: its
+/// pid, and its start time where the name carries one.
+pub fn creator(name: &str, method: &str) -> Option<(u32, Option<u64>)> {
     let rest = name
         .strip_prefix(PREFIX)?
         .strip_prefix(method)?
         .strip_prefix('.')?;
-    rest.split('.').next()?.parse().ok()
+    let mut parts = rest.split('.');
+    let pid = parts.next()?.parse().ok()?;
+    let start = match (parts.next(), parts.next()) {
+        (Some(start), Some(_random)) => start.parse().ok(),
+        _ => None,
+    };
+    Some((pid, start))
 }
 
-/// Whether an object whose name records `pid` and that was last changed at
-/// `created` outlived its creator.
-///
-/// A running process with that pid that started after the object existed did
-/// not make it (the pid was reused). The start time from /proc is only good to
-/// about a second (the boot time there is in whole seconds and the wall clock
-/// may have been stepped since), so a margin of [`START_TIME_MARGIN`] keeps a
-/// live creator from ever being taken for dead; the price is that a pid reused
-/// within that margin still counts as the creator.
-pub fn creator_is_gone(pid: u32, created: SystemTime) -> bool {
-    if !sys::process_running(pid) {
-        return true;
+/// Whether the creator a name records (see [`creator`]) is gone: no process
+/// with that pid and start time runs. A name without a start time counts
+/// its creator as alive while any process has that pid.
+pub fn creator_is_gone(pid: u32, start: Option<u64>) -> bool {
+    match (ProcessId::of(pid), start) {
+        (None, _) => true,
+        (Some(running), Some(start)) => running.start_ticks() != start,
+        (Some(_), None) => false,
     }
-    matches!(sys::process_start_time(pid), Some(start) if start > created + START_TIME_MARGIN)
 }
-
-/// See [`creator_is_gone`].
-pub const START_TIME_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The directory for FIFOs and other files: `$TMPDIR`, or `/tmp`.
 pub fn temp_dir() -> PathBuf {
@@ -75,7 +82,7 @@ impl Resource {
     /// Removes the object; a missing object is not an error.
     pub fn remove(&self) -> std::io::Result<()> {
         let result = match self {
-            Resource::Path(p) if p.is_dir() => std::fs::remove_dir_all(p),
+            Resource::Path(p) if p.is_dir() => remove_dir_all(p),
             Resource::Path(p) => std::fs::remove_file(p),
             Resource::Shm(name) => sys::shm_unlink(name),
             Resource::Mqueue(name) => sys::mq_unlink(name),
@@ -149,6 +156,8 @@ pub struct CleanReport {
     pub live: Vec<PathBuf>,
     /// Objects another user owns, left alone: `(object, owner uid)`.
     pub foreign: Vec<(PathBuf, u32)>,
+    /// Objects of dead creators that could not be removed: `(object, why)`.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 impl CleanReport {
@@ -157,11 +166,14 @@ impl CleanReport {
         self.removed.extend(other.removed);
         self.live.extend(other.live);
         self.foreign.extend(other.foreign);
+        self.failed.extend(other.failed);
     }
 }
 
 /// Removes the stale objects of `method` in directory `dir` (entries named
-/// `ipc-showcase.<method>.<pid>.*`), calling `remove` for each.
+/// `ipc-showcase.<method>.<pid>...`), calling `remove` for each. A removal
+/// that fails is reported in [`CleanReport::failed`] and the pass goes on;
+/// an object that vanishes meanwhile (another cleaner took it) is skipped.
 pub fn clean_dir(
     dir: &Path,
     method: &str,
@@ -177,7 +189,7 @@ pub fn clean_dir(
     let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = creator_pid(&name, method) else {
+        let Some((pid, start)) = creator(&name, method) else {
             continue;
         };
         let path = entry.path();
@@ -188,23 +200,26 @@ pub fn clean_dir(
             report.foreign.push((path, meta.uid()));
             continue;
         }
-        let changed = SystemTime::UNIX_EPOCH
-            + std::time::Duration::new(
-                meta.ctime().max(0) as u64,
-                meta.ctime_nsec().clamp(0, 999_999_999) as u32,
-            );
-        let created = meta
-            .modified()
-            .unwrap_or(SystemTime::UNIX_EPOCH)
-            .min(changed);
-        if creator_is_gone(pid, created) {
-            remove(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
-            report.removed.push(path);
-        } else {
+        if !creator_is_gone(pid, start) {
             report.live.push(path);
+            continue;
+        }
+        match remove(&path) {
+            Ok(()) => report.removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report.failed.push((path, e.to_string())),
         }
     }
     Ok(report)
+}
+
+/// Removes directory `path` with its contents; parts that vanish meanwhile
+/// (another cleaner at work) are not an error.
+pub fn remove_dir_all(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => Ok(()),
+        other => other,
+    }
 }
 
 /// A private directory `$TMPDIR/ipc-showcase.<method>.<pid>.<random>/`, mode
@@ -220,7 +235,7 @@ impl PrivateDir {
     /// Creates the directory.
     pub fn create(method: &str) -> Result<Self> {
         let base = temp_dir();
-        let _ = clean_dir(&base, method, |p| std::fs::remove_dir_all(p));
+        let _ = clean_dir(&base, method, remove_dir_all);
         let path = base.join(unique_name(method));
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -244,12 +259,77 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_carry_the_creator_pid() {
+    fn names_carry_the_creator_pid_and_start() {
         let name = unique_name("pipes");
         assert!(name.starts_with("ipc-showcase.pipes."));
-        assert_eq!(creator_pid(&name, "pipes"), Some(std::process::id()));
-        assert_eq!(creator_pid(&name, "shm"), None);
+        let me = ProcessId::current();
+        assert_eq!(
+            creator(&name, "pipes"),
+            Some((me.pid(), Some(me.start_ticks())))
+        );
+        assert_eq!(creator(&name, "shm"), None);
+        assert_eq!(
+            creator("ipc-showcase.pipes.42.k3x9", "pipes"),
+            Some((42, None)),
+            "a name without a start time"
+        );
         assert_ne!(unique_name("pipes"), name);
+        assert!(!creator_is_gone(me.pid(), Some(me.start_ticks())));
+        assert!(
+            creator_is_gone(me.pid(), Some(me.start_ticks() + 1)),
+            "the same pid started later is another process"
+        );
+        assert!(!creator_is_gone(me.pid(), None));
+    }
+
+    #[test]
+    fn a_failed_removal_is_reported_and_the_pass_goes_on() {
+        let base = temp_dir().join(format!("ipc-test.clean.{}", std::process::id()));
+        std::fs::create_dir_all(&base).expect("base");
+        let dead = |tag: &str| base.join(format!("{PREFIX}coretest3.{}.1.{tag}", u32::MAX - 5));
+        for tag in ["a", "b", "c"] {
+            std::fs::create_dir(dead(tag)).expect("leftover");
+        }
+        let report = clean_dir(&base, "coretest3", |p| {
+            if p.ends_with(dead("b").file_name().expect("name")) {
+                Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+            } else if p.ends_with(dead("c").file_name().expect("name")) {
+                // Another cleaner got there first.
+                std::fs::remove_dir(p)?;
+                Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+            } else {
+                std::fs::remove_dir(p)
+            }
+        })
+        .expect("clean");
+        assert_eq!(report.removed, vec![dead("a")]);
+        assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+        assert_eq!(report.failed[0].0, dead("b"));
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn two_cleaners_at_once_do_not_fail_each_other() {
+        let base = temp_dir().join(format!("ipc-test.clean2.{}", std::process::id()));
+        for i in 0..200 {
+            let dir = base.join(format!("{PREFIX}coretest4.{}.1.{i}", u32::MAX - 6));
+            std::fs::create_dir_all(dir.join("a/b/c")).expect("leftover");
+        }
+        let cleaners: Vec<_> = (0..2)
+            .map(|_| {
+                let base = base.clone();
+                std::thread::spawn(move || clean_dir(&base, "coretest4", remove_dir_all))
+            })
+            .collect();
+        let mut removed = 0;
+        for c in cleaners {
+            let report = c.join().expect("cleaner").expect("clean");
+            assert!(report.failed.is_empty(), "{:?}", report.failed);
+            removed += report.removed.len();
+        }
+        assert!(removed >= 200, "removed {removed}");
+        assert_eq!(std::fs::read_dir(&base).expect("list").count(), 0);
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]
@@ -266,10 +346,9 @@ mod tests {
     fn abandoned_dir_of_a_dead_creator_is_cleaned_but_a_live_one_is_not() {
         let live = PrivateDir::create("coretest2").expect("create");
         // Fake a leftover of a dead process: a pid that cannot be running.
-        let dead = temp_dir().join(format!("{PREFIX}coretest2.{}.abcd", u32::MAX - 1));
+        let dead = temp_dir().join(format!("{PREFIX}coretest2.{}.1.abcd", u32::MAX - 1));
         std::fs::create_dir(&dead).expect("create leftover");
-        let report =
-            clean_dir(&temp_dir(), "coretest2", |p| std::fs::remove_dir_all(p)).expect("clean");
+        let report = clean_dir(&temp_dir(), "coretest2", remove_dir_all).expect("clean");
         assert!(report.removed.contains(&dead));
         assert!(report.live.contains(&live.path().to_owned()));
         assert!(!dead.exists() && live.path().exists());

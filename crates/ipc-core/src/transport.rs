@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use crate::endpoint::{Endpoint, Handover};
 use crate::error::{Error, Result};
+use crate::liveness::PeerProcess;
 
 /// Where the two ends of a channel live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mode {
     /// In two processes: every message crosses the kernel (or shared memory).
     Process,
@@ -42,9 +44,12 @@ impl fmt::Display for Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
-    /// The largest message the channel carries, in bytes (default 1 MiB).
-    /// A larger message is refused with [`Error::TooLarge`]; a frame header
-    /// announcing more is [`Error::Corrupt`].
+    /// The largest message the channel should carry, in bytes (default 1
+    /// MiB). A request: a transport lowers it to what it or the system
+    /// allows (see [`Transport::message_limit`]), and the ends'
+    /// `max_message()` report what it got. A larger message is refused with
+    /// [`Error::TooLarge`], which names the limit; a frame header announcing
+    /// more is [`Error::Corrupt`].
     pub max_message: usize,
     /// How many bytes the channel may hold in flight, where the transport lets
     /// us choose (a ring's size, a socket's buffer). `None`: the transport's default.
@@ -93,17 +98,30 @@ impl Options {
 /// - `send` delivers the whole message or returns an error; messages arrive
 ///   in the order they were sent, none lost, none duplicated, none altered.
 /// - Messages from 0 bytes up to [`Sender::max_message`] are accepted; a longer
-///   one is refused with [`Error::TooLarge`] and nothing is sent.
+///   one is refused with [`Error::TooLarge`], which names the limit, and
+///   nothing is sent.
 /// - `send` blocks while the channel is full; `try_send` never waits for the
-///   receiver and returns [`Error::Full`] instead (byte streams that accept the
-///   first byte finish the message, as a frame must not be left half written).
-/// - Once the receiver is gone, both return [`Error::Disconnected`] (a message
-///   sent just before the receiver went away may be lost with it).
+///   receiver and returns [`Error::Full`] instead. A byte stream whose
+///   kernel buffer takes only part of a frame keeps the unsent rest in the
+///   sender's own buffer and reports the message as accepted; that rest is
+///   written before anything else: by the next `send` or `try_send` (which
+///   returns `Full` while it cannot go), by [`Sender::flush`], and on drop as
+///   far as the receiver takes it.
+/// - Once the receiver is gone, every call returns [`Error::Disconnected`]
+///   (a message sent just before the receiver went away may be lost with
+///   it), also when the receiver's process was killed: a transport that
+///   cannot see that by itself asks [`crate::liveness`], on `try_send` too.
 pub trait Sender {
     /// Sends one whole message, waiting for room if the channel is full.
     fn send(&mut self, msg: &[u8]) -> Result<()>;
     /// Sends one whole message if there is room now, else returns [`Error::Full`].
     fn try_send(&mut self, msg: &[u8]) -> Result<()>;
+    /// Waits until every accepted message has left this end (the rest of a
+    /// frame a byte stream could only partly write). Most transports hold
+    /// nothing back, and return at once.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The largest message this end sends.
     fn max_message(&self) -> usize;
 }
@@ -138,6 +156,34 @@ pub trait Receiver {
 /// A consumer run as a coroutine: called with each message as it arrives.
 pub type Handler = Box<dyn FnMut(&[u8]) -> Result<()>>;
 
+/// A limit on sizes, with the name an error or a usage message gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The largest size allowed, in bytes.
+    pub bytes: usize,
+    /// What sets it, such as "the 4-byte length of a frame".
+    pub name: &'static str,
+}
+
+impl Limit {
+    /// No limit of the transport's own (the memory of the machine is one).
+    pub const NONE: Limit = Limit {
+        bytes: usize::MAX,
+        name: "no limit of the transport",
+    };
+
+    /// The maximum a channel gets when `requested` is asked for under this
+    /// limit, with the name of what set it: the request itself
+    /// ([`crate::LIMIT_OPTION`]) or this limit.
+    pub fn lower(self, requested: usize) -> (usize, &'static str) {
+        if requested > self.bytes {
+            (self.bytes, self.name)
+        } else {
+            (requested, crate::error::LIMIT_OPTION)
+        }
+    }
+}
+
 /// A way to move whole messages one way, with the ends in two processes, two
 /// threads or two coroutines (see [`Transport::MODES`]).
 ///
@@ -148,7 +194,11 @@ pub type Handler = Box<dyn FnMut(&[u8]) -> Result<()>>;
 /// - A mode not in `MODES` is refused with [`Error::Unsupported`].
 /// - For [`Mode::Process`], an end is exported into a [`Handover`] and reopened
 ///   in the child with `open_sender`/`open_receiver` from the [`Endpoint`];
-///   the parent keeps nothing of an exported end.
+///   the parent keeps nothing of an exported end. An end is opened once:
+///   opening it again (from a copy of the token, in any process) is refused
+///   with [`Error::InUse`], unless the transport has several producers (or
+///   consumers) and says so in [`Transport::MULTI_PRODUCER`]
+///   ([`Transport::MULTI_CONSUMER`]).
 pub trait Transport: 'static {
     /// The method's name, as in `ipc-<method>` (`pipes`, `shm`, ...).
     const NAME: &'static str;
@@ -156,6 +206,14 @@ pub trait Transport: 'static {
     const VARIANT: &'static str;
     /// The modes this transport serves, the default first.
     const MODES: &'static [Mode];
+    /// Whether several producers may send on one channel: then
+    /// [`Transport::clone_sender`] makes another sender, and every
+    /// producer's messages arrive in the order that producer sent them.
+    const MULTI_PRODUCER: bool = false;
+    /// Whether several consumers may receive from one channel: then
+    /// [`Transport::clone_receiver`] makes another receiver, and each
+    /// message reaches exactly one of them.
+    const MULTI_CONSUMER: bool = false;
     /// The sending end.
     type Sender: Sender + 'static;
     /// The receiving end.
@@ -163,6 +221,47 @@ pub trait Transport: 'static {
 
     /// Makes a fresh one-way channel for `mode`.
     fn channel(mode: Mode, opts: &Options) -> Result<(Self::Sender, Self::Receiver)>;
+
+    /// The largest message this transport can carry at all, whatever the
+    /// options ask (the options' `max_message` is lowered to it).
+    fn message_limit() -> Limit {
+        Limit::NONE
+    }
+
+    /// The largest `capacity` option this transport takes.
+    fn capacity_limit() -> Limit {
+        Limit::NONE
+    }
+
+    /// Runs in `main` before any thread starts, so that a transport can set
+    /// up what every thread inherits (the signals transport blocks its
+    /// signals there). The harness's binaries call it first; a library user
+    /// calls it first in `main`. The default does nothing.
+    fn before_threads() -> Result<()> {
+        Ok(())
+    }
+
+    /// Another sender on the same channel, for a transport with several
+    /// producers; others refuse with [`Error::InUse`].
+    fn clone_sender(end: &Self::Sender) -> Result<Self::Sender> {
+        let _ = end;
+        Err(Error::InUse(format!(
+            "{}/{} has one producer per channel: a second sender cannot be made",
+            Self::NAME,
+            Self::VARIANT
+        )))
+    }
+
+    /// Another receiver on the same channel, for a transport with several
+    /// consumers; others refuse with [`Error::InUse`].
+    fn clone_receiver(end: &Self::Receiver) -> Result<Self::Receiver> {
+        let _ = end;
+        Err(Error::InUse(format!(
+            "{}/{} has one consumer per channel: a second receiver cannot be made",
+            Self::NAME,
+            Self::VARIANT
+        )))
+    }
 
     /// Describes `end` for a child process and adds what it must inherit to
     /// `handover`. The default says the transport cannot cross processes.
@@ -177,14 +276,28 @@ pub trait Transport: 'static {
         Err(unsupported::<Self>(Mode::Process))
     }
 
+    /// Tells the sender the parent keeps which process holds the other end,
+    /// once that child is spawned (its pid, start time and pidfd), so that
+    /// the transport can aim at it or watch it. The default ignores it.
+    fn set_peer_of_sender(end: &mut Self::Sender, peer: &PeerProcess) -> Result<()> {
+        let _ = (end, peer);
+        Ok(())
+    }
+
+    /// The same for a receiver the parent keeps.
+    fn set_peer_of_receiver(end: &mut Self::Receiver, peer: &PeerProcess) -> Result<()> {
+        let _ = (end, peer);
+        Ok(())
+    }
+
     /// Reopens, in the child, a sender exported by the parent.
-    fn open_sender(endpoint: &Endpoint) -> Result<Self::Sender> {
+    fn open_sender(endpoint: Endpoint) -> Result<Self::Sender> {
         let _ = endpoint;
         Err(unsupported::<Self>(Mode::Process))
     }
 
     /// Reopens, in the child, a receiver exported by the parent.
-    fn open_receiver(endpoint: &Endpoint) -> Result<Self::Receiver> {
+    fn open_receiver(endpoint: Endpoint) -> Result<Self::Receiver> {
         let _ = endpoint;
         Err(unsupported::<Self>(Mode::Process))
     }

@@ -145,10 +145,7 @@ impl CoSender {
     #[inline]
     fn put(&mut self, msg: &[u8]) -> Result<()> {
         if msg.len() > self.max {
-            return Err(Error::TooLarge {
-                len: msg.len(),
-                max: self.max,
-            });
+            return Err(Error::too_large(msg.len(), self.max));
         }
         {
             let mut slot = self.slot.borrow_mut();

@@ -5,17 +5,18 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use ipc_core::Mode;
 use serde::Serialize;
 
-use crate::cli::{config, label};
+use crate::cli::{check_fits, config, label};
+use crate::config::{bounds, Batch, RunConfig};
 use crate::entry::Entry;
 use crate::error::{HarnessError, Result};
 use crate::report::{self, PingpongJson, PingpongReport, RunLabel};
-use crate::run::Batch;
 use crate::wait::Wait;
 
 /// The command line of ipc-compare.
@@ -29,17 +30,22 @@ Each run is a ping-pong: the producer sends a message, the consumer echoes it, a
 trip is timed. The table is sorted by median round trip; results.json and results.csv go into \
 the output folder. On a virtual machine whose idle CPUs halt, a blocking wake-up across CPUs \
 costs tens of microseconds and hides the mechanism: compare with --pin 0,0 (both sides on one \
-CPU) as well as unpinned with spin and hybrid waits."
+CPU) as well as unpinned with spin and hybrid waits.\n\n\
+A row whose peer process dies is reported as failed, with the reason, and the rest of the run \
+goes on and writes its files.",
+    after_long_help = "Bounds: --sizes each at most 1 GiB (above a method's largest message the row is \
+skipped); --count 1 to 10^12; --peer-timeout above 0 and at most 3600 s."
 )]
 pub struct CompareArgs {
     /// A small run (well under a minute) for a first look and for tests.
     #[arg(long)]
     pub quick: bool,
-    /// Message sizes in bytes, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "64")]
-    pub sizes: Vec<usize>,
+    /// Message sizes in bytes, comma-separated (each at most 1 GiB).
+    #[arg(long, value_delimiter = ',', default_value = "64",
+          value_parser = clap::value_parser!(u64).range(0..=bounds::MAX_SIZE as u64))]
+    pub sizes: Vec<u64>,
     /// Timed round trips per run [default: 20000; 2000 with --quick].
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=bounds::MAX_COUNT))]
     pub count: Option<u64>,
     /// Pin producer and consumer to CPUs A and B (with A = B, spin and hybrid
     /// yield the CPU between polls, so that the peer can run).
@@ -54,8 +60,8 @@ pub struct CompareArgs {
     /// The folder for results.json and results.csv.
     #[arg(long, value_name = "DIR", default_value = "results")]
     pub out: PathBuf,
-    /// Seconds to wait for a silent or dying peer.
-    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    /// Seconds to wait for a silent or dying peer (at most 3600).
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = crate::cli::parse_peer_timeout)]
     pub peer_timeout: f64,
 }
 
@@ -85,8 +91,18 @@ pub struct Row {
 }
 
 /// ipc-compare's `main`: `entries` is the table of every transport.
-pub fn main(entries: &[Entry]) -> ! {
-    crate::cli::run_peer_if_asked(entries);
+///
+/// # Safety
+///
+/// As for [`crate::main`]: call it first in `main`, before any thread
+/// starts and before this process opens any fd of its own.
+pub unsafe fn main(entries: &[Entry]) -> ! {
+    if let Err(e) = crate::cli::before_threads(entries) {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+    // SAFETY: passed on from our caller: this is the start of main.
+    unsafe { crate::cli::run_peer_if_asked(entries) };
     crate::cli::remove_objects_on_interrupt();
     let args = match CompareArgs::command()
         .try_get_matches()
@@ -104,12 +120,42 @@ pub fn main(entries: &[Entry]) -> ! {
     }
 }
 
-fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
-    if !(args.peer_timeout.is_finite() && args.peer_timeout > 0.0) {
-        return Err(HarnessError::Usage(
-            "--peer-timeout takes a positive number of seconds".into(),
-        ));
+/// Runs one row on a thread of its own and waits for its result, or for
+/// word that its peer died unnoticed (a transport blocked in the kernel
+/// for ever): then the row failed, its thread is left behind, and the
+/// comparison goes on.
+fn run_row(
+    entry: Entry,
+    cfg: RunConfig,
+    deaths: &mpsc::Receiver<String>,
+) -> Result<PingpongReport> {
+    while deaths.try_recv().is_ok() {} // news of rows that ended already
+    check_fits(&entry, &cfg)?;
+    let (done, result) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("row".into())
+        .spawn(move || {
+            let _ = done.send((entry.pingpong)(&cfg));
+        })
+        .map_err(|e| ipc_core::Error::io("start a row's thread", e))?;
+    loop {
+        match result.recv_timeout(Duration::from_millis(50)) {
+            Ok(r) => return r,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(HarnessError::Other("the row's thread panicked".into()))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(why) = deaths.try_recv() {
+                    return Err(HarnessError::Other(format!("{why}; the row was abandoned")));
+                }
+            }
+        }
     }
+}
+
+fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
+    let (death_tx, deaths) = mpsc::channel();
+    crate::peer::report_unnoticed_deaths_to(death_tx);
     let count = args.count.unwrap_or(if args.quick { 2000 } else { 20_000 });
     let warmup = if args.quick { 200 } else { 1000 };
     let mut plan = Vec::new();
@@ -124,7 +170,7 @@ fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
         for &mode in entry.modes {
             for &wait in waits(mode) {
                 for &size in &args.sizes {
-                    plan.push((*entry, mode, wait, size));
+                    plan.push((*entry, mode, wait, size as usize));
                 }
             }
         }
@@ -155,11 +201,13 @@ fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
             "{}/{} {} {} {} B",
             label.method, label.variant, label.mode, label.wait, size
         ));
-        let (report, error, status) = match (entry.pingpong)(&cfg) {
+        let skip = size > (entry.message_limit)().bytes;
+        let (report, error, status) = match run_row(entry, cfg, &deaths) {
             Ok(r) => (Some(r), None, "ok"),
             Err(HarnessError::Transport(e @ ipc_core::Error::TooLarge { .. })) => {
                 (None, Some(e.to_string()), "skipped")
             }
+            Err(e) if skip => (None, Some(e.to_string()), "skipped"),
             Err(e) => (None, Some(e.to_string()), "failed"),
         };
         let row = Row {
@@ -176,6 +224,8 @@ fn run(args: &CompareArgs, entries: &[Entry]) -> Result<()> {
         rows.push(row);
     }
     bar.finish_and_clear();
+    // The objects of rows abandoned with their thread.
+    ipc_core::names::remove_all_registered();
     rows.sort_by_key(|r| r.report.map_or(u64::MAX, |rep| rep.rtt.p50));
     if !args.json {
         print!("{}", table(&rows, args.pin));
@@ -221,7 +271,7 @@ pub fn table(rows: &[Row], pin: Option<(usize, usize)>) -> String {
         let id = format!("{}/{}", r.label.method, r.label.variant);
         match &r.report {
             Some(rep) => out.push_str(&format!(
-                "{:<22} {:<9} {:<6} {:>7} {:>10} {:>10} {:>10} {:>6} {:>12.0} {:>10.0}\n",
+                "{:<22} {:<9} {:<6} {:>7} {:>10} {:>10} {:>10} {:>6} {:>12.0} {:>10}\n",
                 id,
                 r.label.mode,
                 r.label.wait,
@@ -232,6 +282,7 @@ pub fn table(rows: &[Row], pin: Option<(usize, usize)>) -> String {
                 rep.batch,
                 rep.msgs_per_s,
                 rep.cpu_ns_per_msg
+                    .map_or_else(|| "-".to_owned(), |c| format!("{c:.0}"))
             )),
             None => out.push_str(&format!(
                 "{:<22} {:<9} {:<6} {:>7} {}: {}\n",
@@ -279,7 +330,7 @@ fn write_files(dir: &std::path::Path, rows: &[Row], pin: Option<(usize, usize)>)
         let l = &r.label;
         let figures = match &r.report {
             Some(p) => format!(
-                "{},{},{},{},{},{},{},{:.1},{:.1}",
+                "{},{},{},{},{},{},{},{:.1},{}",
                 p.batch,
                 p.rtt.p50,
                 p.rtt.p90,
@@ -289,6 +340,8 @@ fn write_files(dir: &std::path::Path, rows: &[Row], pin: Option<(usize, usize)>)
                 p.rtt.mean,
                 p.msgs_per_s,
                 p.cpu_ns_per_msg
+                    .map(|c| format!("{c:.1}"))
+                    .unwrap_or_default()
             ),
             None => ",,,,,,,,".into(),
         };
@@ -318,7 +371,7 @@ fn write_files(dir: &std::path::Path, rows: &[Row], pin: Option<(usize, usize)>)
             p.rtt.p99 as f64
         }),
         ("cpu_per_msg.svg", "CPU per message, both sides", |p| {
-            p.cpu_ns_per_msg
+            p.cpu_ns_per_msg.unwrap_or(0.0)
         }),
     ];
     for (file, title, value) in charts {

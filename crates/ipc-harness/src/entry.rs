@@ -1,13 +1,28 @@
 //! One registered transport, with its type erased so that a binary can list
 //! several (ipc-compare lists them all) in one table.
 
-use ipc_core::names::CleanReport;
-use ipc_core::{Mode, Transport};
+use std::time::Duration;
 
-use crate::error::Result;
+use ipc_core::names::CleanReport;
+use ipc_core::{Limit, Mode, Transport};
+
+use crate::config::RunConfig;
+use crate::error::{HarnessError, Result};
+use crate::link::{connect_any, connect_local, peer_main};
+use crate::measure;
 use crate::peer::PeerSpec;
 use crate::report::{PingpongReport, StreamReport};
-use crate::run::{self, RunConfig};
+use crate::shared;
+
+/// What the demo did: each task's round trip (one producer and one
+/// consumer), or how many tasks went through (several).
+#[derive(Debug, Clone)]
+pub enum DemoReport {
+    /// The round trip of each task, in order.
+    RoundTrips(Vec<Duration>),
+    /// Tasks sent, each received exactly once.
+    Tasks(u64),
+}
 
 /// A transport the harness can run, by method and variant.
 #[derive(Clone, Copy)]
@@ -18,14 +33,25 @@ pub struct Entry {
     pub variant: &'static str,
     /// The modes it serves, the default first.
     pub modes: &'static [Mode],
+    /// Whether several producers may share a channel.
+    pub multi_producer: bool,
+    /// Whether several consumers may share a channel.
+    pub multi_consumer: bool,
+    /// The largest message the transport carries at all.
+    pub message_limit: fn() -> Limit,
+    /// The largest `capacity` it takes.
+    pub capacity_limit: fn() -> Limit,
+    /// What must run in `main` before any thread starts.
+    pub before_threads: fn() -> ipc_core::Result<()>,
     /// Runs a ping-pong.
     pub pingpong: fn(&RunConfig) -> Result<PingpongReport>,
     /// Runs a stream.
     pub stream: fn(&RunConfig) -> Result<StreamReport>,
-    /// Runs the demo; returns each task's round trip.
-    pub demo: fn(&RunConfig) -> Result<Vec<std::time::Duration>>,
-    /// Runs the consumer in a peer process.
-    pub peer: fn(&PeerSpec) -> Result<()>,
+    /// Runs the demo.
+    pub demo: fn(&RunConfig) -> Result<DemoReport>,
+    /// Runs the consumer in a peer process (see [`peer_main`] for its
+    /// safety contract).
+    pub peer: unsafe fn(&PeerSpec) -> Result<()>,
     /// Removes objects left behind by dead runs.
     pub clean: fn() -> ipc_core::Result<CleanReport>,
 }
@@ -38,34 +64,64 @@ impl std::fmt::Debug for Entry {
 
 impl Entry {
     /// Registers a transport whose ends can move between threads: it runs in
-    /// every mode it declares.
+    /// every mode it declares, with several producers or consumers where it
+    /// has them.
     pub fn of<T: Transport>() -> Entry
     where
         T::Sender: Send,
         T::Receiver: Send,
     {
         Entry {
-            method: T::NAME,
-            variant: T::VARIANT,
-            modes: T::MODES,
-            pingpong: |cfg| run::pingpong::<T>(cfg, run::connect_any::<T>),
-            stream: |cfg| run::stream::<T>(cfg, run::connect_any::<T>),
-            demo: |cfg| run::demo::<T>(cfg, run::connect_any::<T>),
-            peer: run::peer_main::<T>,
-            clean: T::clean,
+            pingpong: |cfg| measure::pingpong::<T>(cfg, connect_any::<T>),
+            stream: |cfg| {
+                if cfg.is_shared() {
+                    shared::stream_shared::<T>(cfg)
+                } else {
+                    measure::stream::<T>(cfg, connect_any::<T>)
+                }
+            },
+            demo: |cfg| {
+                if cfg.is_shared() {
+                    shared::demo_shared::<T>(cfg).map(DemoReport::Tasks)
+                } else {
+                    measure::demo::<T>(cfg, connect_any::<T>).map(DemoReport::RoundTrips)
+                }
+            },
+            ..Self::common::<T>()
         }
     }
 
     /// Registers a transport whose ends stay on one thread (coroutine mode).
     pub fn local<T: Transport>() -> Entry {
         Entry {
+            pingpong: |cfg| measure::pingpong::<T>(cfg, connect_local::<T>),
+            stream: |cfg| {
+                one_side_each(cfg)?;
+                measure::stream::<T>(cfg, connect_local::<T>)
+            },
+            demo: |cfg| {
+                one_side_each(cfg)?;
+                measure::demo::<T>(cfg, connect_local::<T>).map(DemoReport::RoundTrips)
+            },
+            ..Self::common::<T>()
+        }
+    }
+
+    /// What both kinds share; the runs are filled in by them.
+    fn common<T: Transport>() -> Entry {
+        Entry {
             method: T::NAME,
             variant: T::VARIANT,
             modes: T::MODES,
-            pingpong: |cfg| run::pingpong::<T>(cfg, run::connect_local::<T>),
-            stream: |cfg| run::stream::<T>(cfg, run::connect_local::<T>),
-            demo: |cfg| run::demo::<T>(cfg, run::connect_local::<T>),
-            peer: run::peer_main::<T>,
+            multi_producer: T::MULTI_PRODUCER,
+            multi_consumer: T::MULTI_CONSUMER,
+            message_limit: T::message_limit,
+            capacity_limit: T::capacity_limit,
+            before_threads: T::before_threads,
+            pingpong: |_| Err(HarnessError::Other("no ping-pong registered".into())),
+            stream: |_| Err(HarnessError::Other("no stream registered".into())),
+            demo: |_| Err(HarnessError::Other("no demo registered".into())),
+            peer: peer_main::<T>,
             clean: T::clean,
         }
     }
@@ -74,4 +130,13 @@ impl Entry {
     pub fn id(&self) -> String {
         format!("{}/{}", self.method, self.variant)
     }
+}
+
+fn one_side_each(cfg: &RunConfig) -> Result<()> {
+    if cfg.is_shared() {
+        return Err(HarnessError::Usage(
+            "coroutine mode has one producer and one consumer on one thread".into(),
+        ));
+    }
+    Ok(())
 }

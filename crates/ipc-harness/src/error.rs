@@ -17,6 +17,10 @@ pub enum HarnessError {
     /// The consumer found a message lost, duplicated, reordered or corrupted (exit code 1).
     #[error("a message arrived wrong: {0}")]
     Verify(String),
+    /// The other side broke the harness's protocol: a control message that
+    /// cannot be read, or one where another was due (exit code 1).
+    #[error("{0}")]
+    Protocol(String),
     /// The transport failed (exit code 3 when the peer is gone, 2 when the
     /// mode is unsupported, else 1).
     #[error(transparent)]

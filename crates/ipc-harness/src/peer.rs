@@ -10,20 +10,23 @@
 //!   a lifeline pipe whose EOF means the parent is gone.
 //! - The parent learns of the child's death from a reaper thread (no zombie is
 //!   left): a transport that sees the disconnect reports it, and for one that
-//!   cannot, the reaper ends the run with exit code 3 after `--peer-timeout`.
+//!   cannot, the reaper ends the run with exit code 3 after `--peer-timeout`,
+//!   or, under `ipc-compare` ([`report_unnoticed_deaths_to`]), tells the
+//!   comparison, which marks that row failed and goes on.
 
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use ipc_core::Handover;
+use ipc_core::liveness::PeerProcess;
+use ipc_core::{Endpoint, Handover};
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
-use crate::run::Role;
+use crate::protocol::Role;
 use crate::sys::{wait_child, ChildExit};
 use crate::wait::Wait;
 
@@ -51,14 +54,29 @@ pub struct PeerSpec {
     pub pin: Option<usize>,
     /// The parent's pid.
     pub parent: u32,
-    /// The read end of the lifeline pipe.
-    pub lifeline: i32,
+    /// The endpoint token of the lifeline pipe's read end.
+    pub lifeline: String,
+}
+
+/// Where the reapers tell of a peer that died unnoticed, when someone
+/// listens (`ipc-compare`); otherwise such a death ends the process.
+static UNNOTICED_DEATHS: Mutex<Option<mpsc::Sender<String>>> = Mutex::new(None);
+
+/// From now on, a peer that dies without its run noticing within the peer
+/// timeout is reported on `listener` (what happened, in words) instead of
+/// ending this process with exit code 3. For a comparison that must go on
+/// past a row whose transport blocks in the kernel for ever.
+pub fn report_unnoticed_deaths_to(listener: mpsc::Sender<String>) {
+    if let Ok(mut slot) = UNNOTICED_DEATHS.lock() {
+        *slot = Some(listener);
+    }
 }
 
 /// A running peer process.
 #[derive(Debug)]
 pub struct ChildPeer {
     pid: u32,
+    process: PeerProcess,
     exit: mpsc::Receiver<std::io::Result<ChildExit>>,
     finished: Arc<AtomicBool>,
     peer_timeout: Duration,
@@ -74,7 +92,9 @@ pub fn spawn(
 ) -> Result<ChildPeer> {
     let (lifeline_read, lifeline_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| ipc_core::Error::sys("create the lifeline pipe", e))?;
-    spec.lifeline = handover.add_fd(lifeline_read);
+    let mut lifeline = Endpoint::new("harness", "lifeline", 0);
+    handover.add_fd(&mut lifeline, lifeline_read);
+    spec.lifeline = lifeline.to_token();
     // SIGTERM rather than SIGKILL: the peer handles it and says why it stops.
     let handover = handover.death_signal(libc::SIGTERM);
     let exe =
@@ -82,11 +102,8 @@ pub fn spawn(
     let json = serde_json::to_string(&spec).map_err(|e| HarnessError::Other(e.to_string()))?;
     let mut cmd = Command::new(exe);
     cmd.arg(PEER_ARG).arg(json).stdin(Stdio::null());
-    handover.configure(&mut cmd);
-    let child = cmd
-        .spawn()
-        .map_err(|e| ipc_core::Error::io("start the peer process", e))?;
-    drop(handover); // the parent's copies of the child's ends
+    // Closes the parent's copies of the child's ends.
+    let (child, process) = handover.spawn(&mut cmd)?;
     let pid = child.id();
     drop(child); // reaped by the thread below, by pid
 
@@ -104,9 +121,14 @@ pub fn spawn(
                 // Give the run the chance to notice and report it itself.
                 std::thread::sleep(peer_timeout);
                 if !done.load(Ordering::Acquire) {
-                    eprintln!(
-                        "error: the peer process (pid {pid}) {how}, and the transport did not notice within {peer_timeout:?}: giving up"
+                    let why = format!(
+                        "the peer process (pid {pid}) {how}, and the transport did not notice within {peer_timeout:?}"
                     );
+                    let listener = UNNOTICED_DEATHS.lock().ok().and_then(|l| l.clone());
+                    if listener.is_some_and(|l| l.send(why.clone()).is_ok()) {
+                        return;
+                    }
+                    eprintln!("error: {why}: giving up");
                     ipc_core::names::remove_all_registered();
                     std::process::exit(3);
                 }
@@ -115,6 +137,7 @@ pub fn spawn(
         .map_err(|e| ipc_core::Error::io("start the peer reaper thread", e))?;
     Ok(ChildPeer {
         pid,
+        process,
         exit,
         finished,
         peer_timeout,
@@ -126,6 +149,12 @@ impl ChildPeer {
     /// The peer's pid.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The peer's identity (pid, start time, pidfd), for the ends the
+    /// parent keeps.
+    pub fn process(&self) -> &PeerProcess {
+        &self.process
     }
 
     /// After the run: waits up to the peer timeout for the peer to exit (it
@@ -201,7 +230,13 @@ pub fn parent_alive(spec: &PeerSpec) -> bool {
 /// In the peer: exits (code 3, saying so) as soon as the parent is gone,
 /// seen as EOF on the lifeline, the death signal (SIGTERM) or a changed
 /// parent pid; exits quietly on Ctrl-C.
-pub fn watch_parent(spec: &PeerSpec) {
+///
+/// # Safety
+///
+/// `spec` came from the parent that spawned this process with [`spawn`],
+/// which handed over the lifeline fd its token names; nothing else in this
+/// process owns that fd.
+pub unsafe fn watch_parent(spec: &PeerSpec) {
     let parent = spec.parent;
     if !parent_alive(spec) {
         parent_gone(parent);
@@ -225,9 +260,9 @@ pub fn watch_parent(spec: &PeerSpec) {
                 }
             });
     }
-    let mut endpoint = ipc_core::Endpoint::default();
-    endpoint.fds = vec![spec.lifeline];
-    let Ok(lifeline) = endpoint.take_fd(0) else {
+    // SAFETY: passed on from our caller: the parent handed this fd over.
+    let endpoint = unsafe { Endpoint::from_token(&spec.lifeline) };
+    let Ok(lifeline) = endpoint.and_then(|mut e| e.take_fd(0)) else {
         return;
     };
     let _ = std::thread::Builder::new()

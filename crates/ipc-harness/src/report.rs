@@ -56,8 +56,9 @@ pub struct PingpongReport {
     pub rtt: Rtt,
     /// Messages moved per second, counting both directions (two per round trip).
     pub msgs_per_s: f64,
-    /// CPU time of both sides per message moved.
-    pub cpu_ns_per_msg: f64,
+    /// CPU time of both sides per message moved (`None`: the other side
+    /// could not tell its own).
+    pub cpu_ns_per_msg: Option<f64>,
 }
 
 /// What a stream measured.
@@ -67,8 +68,9 @@ pub struct StreamReport {
     pub msgs_per_s: f64,
     /// Payload bytes per second.
     pub bytes_per_s: f64,
-    /// CPU time of both sides per message.
-    pub cpu_ns_per_msg: f64,
+    /// CPU time of both sides per message (`None`: the other side could
+    /// not tell its own).
+    pub cpu_ns_per_msg: Option<f64>,
 }
 
 /// What was run: the part of every result that echoes the options.
@@ -105,7 +107,7 @@ pub struct PingpongJson<'a> {
     pin: Option<[usize; 2]>,
     rtt_ns: Rtt,
     msgs_per_s: f64,
-    cpu_ns_per_msg: f64,
+    cpu_ns_per_msg: Option<f64>,
 }
 
 impl<'a> PingpongJson<'a> {
@@ -124,7 +126,7 @@ impl<'a> PingpongJson<'a> {
             pin: label.pin,
             rtt_ns: r.rtt,
             msgs_per_s: round1(r.msgs_per_s),
-            cpu_ns_per_msg: round1(r.cpu_ns_per_msg),
+            cpu_ns_per_msg: r.cpu_ns_per_msg.map(round1),
         }
     }
 }
@@ -141,14 +143,21 @@ pub struct StreamJson<'a> {
     count: u64,
     verify: &'a str,
     pin: Option<[usize; 2]>,
+    producers: usize,
+    consumers: usize,
     msgs_per_s: f64,
     bytes_per_s: f64,
-    cpu_ns_per_msg: f64,
+    cpu_ns_per_msg: Option<f64>,
 }
 
 impl<'a> StreamJson<'a> {
-    /// The JSON object of a stream.
-    pub fn new(label: &'a RunLabel, verify: &'a str, r: &StreamReport) -> Self {
+    /// The JSON object of a stream with `sides` (producers, consumers).
+    pub fn new(
+        label: &'a RunLabel,
+        verify: &'a str,
+        sides: (usize, usize),
+        r: &StreamReport,
+    ) -> Self {
         StreamJson {
             schema: 1,
             method: &label.method,
@@ -159,9 +168,11 @@ impl<'a> StreamJson<'a> {
             count: label.count,
             verify,
             pin: label.pin,
+            producers: sides.0,
+            consumers: sides.1,
             msgs_per_s: round1(r.msgs_per_s),
             bytes_per_s: round1(r.bytes_per_s),
-            cpu_ns_per_msg: round1(r.cpu_ns_per_msg),
+            cpu_ns_per_msg: r.cpu_ns_per_msg.map(round1),
         }
     }
 }
@@ -190,6 +201,11 @@ pub fn human_ns(ns: f64) -> String {
     } else {
         format!("{:.2} s", ns / 1e9)
     }
+}
+
+/// CPU time per message in words: unknown when the other side could not tell.
+pub fn human_cpu(ns: Option<f64>) -> String {
+    ns.map_or_else(|| "unknown".into(), human_ns)
 }
 
 /// A rate, with an SI prefix.
@@ -238,15 +254,24 @@ pub fn pingpong_text(label: &RunLabel, warmup: u64, r: &PingpongReport) -> Strin
         human_ns(r.rtt.mean),
         human_ns(r.rtt.p50 as f64 / 2.0),
         human_rate(r.msgs_per_s, "msg"),
-        human_ns(r.cpu_ns_per_msg),
+        human_cpu(r.cpu_ns_per_msg),
         crate::sys::machine(),
     )
 }
 
-/// The human report of a stream.
-pub fn stream_text(label: &RunLabel, verify: &str, r: &StreamReport) -> String {
+/// The human report of a stream with `sides` (producers, consumers).
+pub fn stream_text(
+    label: &RunLabel,
+    verify: &str,
+    sides: (usize, usize),
+    r: &StreamReport,
+) -> String {
+    let shared = match sides {
+        (1, 1) => String::new(),
+        (p, c) => format!(", {p} producer(s), {c} consumer(s)"),
+    };
     format!(
-        "{}/{} stream, {} mode, wait {}, {} bytes x {} messages, verify {}, {}\n\
+        "{}/{} stream, {} mode, wait {}, {} bytes x {} messages{shared}, verify {}, {}\n\
          throughput: {}, {}\n\
          CPU {} per message (both sides)\n\
          machine: {}",
@@ -260,7 +285,7 @@ pub fn stream_text(label: &RunLabel, verify: &str, r: &StreamReport) -> String {
         pin_words(label.pin),
         human_rate(r.msgs_per_s, "msg"),
         human_rate(r.bytes_per_s, "B"),
-        human_ns(r.cpu_ns_per_msg),
+        human_cpu(r.cpu_ns_per_msg),
         crate::sys::machine(),
     )
 }

@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipc_core::fdstream::{FdReceiver, FdSender};
+use ipc_core::framing::FRAME_LIMIT;
+use ipc_core::liveness::PeerProcess;
 use ipc_core::names::{self, CleanReport, PrivateDir};
 use ipc_core::{
-    check_mode, Endpoint, Error, Handover, Mode, Options, Receiver, Result, Sender, Transport,
+    check_mode, Endpoint, Error, Handover, Limit, Mode, Options, Receiver, Result, Sender,
+    Transport,
 };
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag};
@@ -40,7 +43,13 @@ pub struct FifoSender {
     path: PathBuf,
     stream: Option<FdSender>,
     max: usize,
+    limit: &'static str,
     connect_timeout: Duration,
+    /// When `try_send` first found no reader: a reader that has not come
+    /// within the connect timeout counts as gone.
+    no_reader_since: Option<Instant>,
+    /// The process holding the receiving end, once the parent spawned it.
+    peer: Option<PeerProcess>,
     /// Whether dropping it unopened should make a waiting reader see a hang-up.
     hang_up_on_drop: bool,
     shared: Option<Arc<Shared>>,
@@ -85,15 +94,21 @@ impl Transport for Fifo {
                 bytes,
             )?;
         }
-        let tx = FifoSender {
-            path,
-            stream: None,
-            max: opts.max_message,
-            connect_timeout: opts.connect_timeout,
-            hang_up_on_drop: true,
-            shared: Some(shared),
-        };
+        let tx = FifoSender::new(path, opts.max_message, opts.connect_timeout, Some(shared));
         Ok((tx, rx))
+    }
+
+    fn message_limit() -> Limit {
+        FRAME_LIMIT
+    }
+
+    fn capacity_limit() -> Limit {
+        crate::pipe::PIPE_BUFFER_LIMIT
+    }
+
+    fn set_peer_of_sender(end: &mut FifoSender, peer: &PeerProcess) -> Result<()> {
+        end.peer = Some(peer.clone());
+        Ok(())
     }
 
     fn export_sender(mut end: FifoSender, _handover: &mut Handover) -> Result<Endpoint> {
@@ -120,29 +135,21 @@ impl Transport for Fifo {
         Ok(ep)
     }
 
-    fn open_sender(ep: &Endpoint) -> Result<FifoSender> {
+    fn open_sender(ep: Endpoint) -> Result<FifoSender> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        let mut tx = FifoSender {
-            path: endpoint_path(ep)?,
-            stream: None,
-            max: ep.max_message,
-            connect_timeout: Duration::from_millis(ep.extra.first().copied().unwrap_or(5000)),
-            hang_up_on_drop: true,
-            shared: None,
-        };
+        let timeout = Duration::from_millis(ep.extra.first().copied().unwrap_or(5000));
+        let mut tx = FifoSender::new(endpoint_path(&ep)?, ep.max_message, timeout, None);
         tx.connect(true)?;
         Ok(tx)
     }
 
-    fn open_receiver(ep: &Endpoint) -> Result<FifoReceiver> {
+    fn open_receiver(ep: Endpoint) -> Result<FifoReceiver> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        FifoReceiver::open(&endpoint_path(ep)?, ep.max_message)
+        FifoReceiver::open(&endpoint_path(&ep)?, ep.max_message)
     }
 
     fn clean() -> Result<CleanReport> {
-        names::clean_dir(&names::temp_dir(), Self::NAME, |p| {
-            std::fs::remove_dir_all(p)
-        })
+        names::clean_dir(&names::temp_dir(), Self::NAME, names::remove_dir_all)
     }
 }
 
@@ -196,21 +203,55 @@ fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
 }
 
 impl FifoSender {
+    fn new(
+        path: PathBuf,
+        max: usize,
+        connect_timeout: Duration,
+        shared: Option<Arc<Shared>>,
+    ) -> Self {
+        let (max, limit) = FRAME_LIMIT.lower(max);
+        FifoSender {
+            path,
+            stream: None,
+            max,
+            limit,
+            connect_timeout,
+            no_reader_since: None,
+            peer: None,
+            hang_up_on_drop: true,
+            shared,
+        }
+    }
+
+    /// Whether the reader can no longer come: it was dropped here, its
+    /// process is gone, or it has not come within the connect timeout.
+    fn reader_gone(&self, since: Instant) -> bool {
+        let dropped = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.receiver.load(Ordering::Acquire) == RECEIVER_DROPPED);
+        dropped
+            || self.peer.as_ref().is_some_and(|p| !p.is_running())
+            || since.elapsed() >= self.connect_timeout
+    }
+
     /// Opens the writing end if not yet open. With `wait`, retries until a
     /// reader has the FIFO open or the connect timeout passes; without, a
-    /// missing reader is [`Error::Full`].
+    /// missing reader is [`Error::Full`] until it counts as gone.
     fn connect(&mut self, wait: bool) -> Result<&mut FdSender> {
         if self.stream.is_none() {
-            let deadline = Instant::now() + self.connect_timeout;
+            let started = Instant::now();
             let fd = loop {
                 match open_fifo(&self.path, OFlag::O_WRONLY) {
                     Ok(fd) => break fd,
                     // ENXIO: no reader has the FIFO open (yet, or any more).
                     Err(Errno::ENXIO) => {
-                        let dropped = self.shared.as_ref().is_some_and(|s| {
-                            s.receiver.load(Ordering::Acquire) == RECEIVER_DROPPED
-                        });
-                        if dropped || (wait && Instant::now() >= deadline) {
+                        let since = if wait {
+                            started
+                        } else {
+                            *self.no_reader_since.get_or_insert(started)
+                        };
+                        if self.reader_gone(since) {
                             return Err(Error::Disconnected);
                         }
                         if !wait {
@@ -227,7 +268,7 @@ impl FifoSender {
                     }
                 }
             };
-            self.stream = Some(FdSender::new(fd, self.max));
+            self.stream = Some(FdSender::new(fd, self.max)?);
         }
         self.stream
             .as_mut()
@@ -237,13 +278,20 @@ impl FifoSender {
 
 impl Sender for FifoSender {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        ipc_core::framing::encode_header(msg.len(), self.max)?;
+        ipc_core::framing::encode_header(msg.len(), self.max, self.limit)?;
         self.connect(true)?.send(msg)
     }
 
     fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        ipc_core::framing::encode_header(msg.len(), self.max)?;
+        ipc_core::framing::encode_header(msg.len(), self.max, self.limit)?;
         self.connect(false)?.try_send(msg)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match &mut self.stream {
+            Some(stream) => stream.flush(),
+            None => Ok(()),
+        }
     }
 
     fn max_message(&self) -> usize {

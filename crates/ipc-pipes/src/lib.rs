@@ -27,14 +27,18 @@
 //! # Limitations
 //!
 //! A message larger than the pipe's buffer (64 KiB by default) is written in
-//! pieces as the reader drains it, so `try_send` can wait for a large message
-//! once its first bytes went in. A FIFO end must be exported before it is used.
+//! pieces as the reader drains it: `send` waits for each, and `try_send`,
+//! which never waits, keeps the rest in the sender and writes it before the
+//! next message. A message is at most 4 GiB - 1 bytes (the frame's length is
+//! 4 bytes). A FIFO end must be exported before it is used.
 
 mod fifo;
 mod pipe;
 
 pub use fifo::{Fifo, FifoReceiver, FifoSender};
-pub use pipe::Pipe;
+pub use pipe::{Pipe, PIPE_BUFFER_LIMIT};
 
 ipc_core::conformance_tests!(pipe_conformance, crate::Pipe, Threads);
+ipc_core::conformance_tests!(pipe_process_conformance, crate::Pipe, Processes);
 ipc_core::conformance_tests!(fifo_conformance, crate::Fifo, Threads);
+ipc_core::conformance_tests!(fifo_process_conformance, crate::Fifo, Processes);

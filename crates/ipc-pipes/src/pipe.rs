@@ -1,7 +1,8 @@
 //! Anonymous pipes made by `pipe2`.
 
 use ipc_core::fdstream::{FdReceiver, FdSender};
-use ipc_core::{check_mode, Endpoint, Error, Handover, Mode, Options, Result, Transport};
+use ipc_core::framing::FRAME_LIMIT;
+use ipc_core::{check_mode, Endpoint, Error, Handover, Limit, Mode, Options, Result, Transport};
 use nix::fcntl::OFlag;
 
 /// An anonymous pipe: `pipe2(O_CLOEXEC)`, framed messages, process or thread mode.
@@ -23,9 +24,17 @@ impl Transport for Pipe {
             set_pipe_size(&write, bytes)?;
         }
         Ok((
-            FdSender::new(write, opts.max_message),
+            FdSender::new(write, opts.max_message)?,
             FdReceiver::new(read, opts.max_message),
         ))
+    }
+
+    fn message_limit() -> Limit {
+        FRAME_LIMIT
+    }
+
+    fn capacity_limit() -> Limit {
+        PIPE_BUFFER_LIMIT
     }
 
     fn export_sender(end: FdSender, handover: &mut Handover) -> Result<Endpoint> {
@@ -34,7 +43,7 @@ impl Transport for Pipe {
             Self::VARIANT,
             ipc_core::Sender::max_message(&end),
         );
-        ep.fds = vec![handover.add_fd(end.into_fd())];
+        handover.add_fd(&mut ep, end.into_fd()?);
         Ok(ep)
     }
 
@@ -44,26 +53,40 @@ impl Transport for Pipe {
             Self::VARIANT,
             ipc_core::Receiver::max_message(&end),
         );
-        ep.fds = vec![handover.add_fd(end.into_fd())];
+        handover.add_fd(&mut ep, end.into_fd());
         Ok(ep)
     }
 
-    fn open_sender(ep: &Endpoint) -> Result<FdSender> {
+    fn open_sender(mut ep: Endpoint) -> Result<FdSender> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        Ok(FdSender::new(ep.take_fd(0)?, ep.max_message))
+        FdSender::new(ep.take_fd(0)?, ep.max_message)
     }
 
-    fn open_receiver(ep: &Endpoint) -> Result<FdReceiver> {
+    fn open_receiver(mut ep: Endpoint) -> Result<FdReceiver> {
         ep.expect(Self::NAME, Self::VARIANT)?;
         Ok(FdReceiver::new(ep.take_fd(0)?, ep.max_message))
     }
 }
 
+/// The largest pipe buffer the kernel makes (`F_SETPIPE_SZ`); without
+/// CAP_SYS_RESOURCE, /proc/sys/fs/pipe-max-size (1 MiB by default) is lower,
+/// and asking for more fails with EPERM.
+pub const PIPE_BUFFER_LIMIT: Limit = Limit {
+    bytes: 1 << 31,
+    name: "the largest pipe buffer the kernel makes (2 GiB)",
+};
+
 /// Asks for a pipe buffer of `bytes` (F_SETPIPE_SZ; the kernel rounds it up
 /// to a power of two of pages and caps it at /proc/sys/fs/pipe-max-size).
 pub(crate) fn set_pipe_size(fd: &std::os::fd::OwnedFd, bytes: usize) -> Result<()> {
     let size = i32::try_from(bytes).unwrap_or(i32::MAX);
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size))
-        .map_err(|e| Error::sys(format!("set the pipe buffer to {bytes} bytes"), e))?;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size)).map_err(|e| {
+        let hint = if e == nix::errno::Errno::EPERM {
+            " (above /proc/sys/fs/pipe-max-size, which only a privileged process may pass)"
+        } else {
+            ""
+        };
+        Error::sys(format!("set the pipe buffer to {bytes} bytes{hint}"), e)
+    })?;
     Ok(())
 }

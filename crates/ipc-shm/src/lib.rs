@@ -19,16 +19,22 @@
 //!
 //! # Semantics
 //!
-//! The region is named `/ipc-showcase.shm.<pid>.<random>`, created 0600 and
-//! fully allocated by its creator, and removed by it on drop, on Ctrl-C, or
-//! by the next creator or `clean` once its creator is dead. Every message is
-//! copied out into the receiver's own buffer: nothing hands out a view into
-//! memory the other process writes. The ring's size is the `capacity`
-//! option, rounded up to a power of two and to at least twice the largest
-//! frame. A peer that dies without closing its end is noticed from its pid
-//! within [`ring::LIVENESS_CHECK`] by a blocked waiter, and after 65536 empty
-//! polls by a spinning one; an end handed to another process that never
-//! opens it counts as gone after the options' connect timeout.
+//! The region is named `/ipc-showcase.shm.<pid>.<start>.<random>`, created
+//! 0600 and fully allocated by its creator, and removed by it on drop, on
+//! Ctrl-C, or by the next creator or `clean` once its creator is dead. Every
+//! message is copied out into the receiver's own buffer: nothing hands out a
+//! view into memory the other process writes. The ring's size is the
+//! `capacity` option, rounded up to a power of two and to at least twice
+//! the largest frame. Each end is held by one process, named in the region
+//! by its pid and start time; opening an end that is held (a second
+//! producer, in this process or another) is refused with
+//! [`ipc_core::Error::InUse`]. A peer that dies without closing its end is
+//! noticed from its pid and start time within [`ring::LIVENESS_CHECK`] by a
+//! blocked waiter, and after 65536 idle polls by a polling one (`try_recv`
+//! on an empty ring, `try_send` on a full one); an end handed to another
+//! process that never opens it counts as gone when that process dies
+//! (once the parent has said which it is, `Transport::set_peer_of_*`) or
+//! after the options' connect timeout.
 //!
 //! # Limitations
 //!
@@ -47,8 +53,9 @@ mod sys;
 
 use std::marker::PhantomData;
 
+use ipc_core::liveness::PeerProcess;
 use ipc_core::names::CleanReport;
-use ipc_core::{check_mode, Endpoint, Handover, Mode, Options, Result, Transport};
+use ipc_core::{check_mode, Endpoint, Error, Handover, Limit, Mode, Options, Result, Transport};
 
 #[cfg(feature = "shared_memory")]
 pub use region::Crate;
@@ -72,13 +79,27 @@ pub type ShmRing = Shm<Native>;
 pub type ShmRingCrate = Shm<Crate>;
 
 /// The ring size for these options: a power of two holding at least two of
-/// the largest frames.
-pub fn ring_capacity(opts: &Options) -> usize {
-    let largest_frame = opts.max_message.next_multiple_of(8) + 8;
-    opts.capacity
-        .unwrap_or(DEFAULT_RING)
-        .max(2 * largest_frame)
-        .next_power_of_two()
+/// the largest frames (the options' `max_message`, lowered to
+/// [`ring::MESSAGE_LIMIT`]); a `capacity` above [`ring::CAPACITY_LIMIT`] is
+/// refused.
+pub fn ring_capacity(opts: &Options) -> Result<usize> {
+    let capacity = opts.capacity.unwrap_or(DEFAULT_RING);
+    if capacity > ring::CAPACITY_LIMIT.bytes {
+        return Err(Error::io(
+            format!("make a ring of {capacity} bytes"),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the capacity is above {} bytes, {}",
+                    ring::CAPACITY_LIMIT.bytes,
+                    ring::CAPACITY_LIMIT.name
+                ),
+            ),
+        ));
+    }
+    let (max, _) = ring::MESSAGE_LIMIT.lower(opts.max_message);
+    let largest_frame = max.next_multiple_of(8) + 8;
+    Ok(capacity.max(2 * largest_frame).next_power_of_two())
 }
 
 impl<B: Backend> Transport for Shm<B> {
@@ -90,13 +111,33 @@ impl<B: Backend> Transport for Shm<B> {
 
     fn channel(mode: Mode, opts: &Options) -> Result<(ShmSender<B>, ShmReceiver<B>)> {
         check_mode::<Self>(mode)?;
+        let (max, limit) = ring::MESSAGE_LIMIT.lower(opts.max_message);
         let ring = ring::Ring::create::<B>(
             Self::NAME,
-            ring_capacity(opts),
-            opts.max_message,
+            ring_capacity(opts)?,
+            max,
+            limit,
             opts.connect_timeout,
         )?;
         Ok(ring::ends(ring))
+    }
+
+    fn message_limit() -> Limit {
+        ring::MESSAGE_LIMIT
+    }
+
+    fn capacity_limit() -> Limit {
+        ring::CAPACITY_LIMIT
+    }
+
+    fn set_peer_of_sender(end: &mut ShmSender<B>, peer: &PeerProcess) -> Result<()> {
+        end.ring().expect_peer(peer);
+        Ok(())
+    }
+
+    fn set_peer_of_receiver(end: &mut ShmReceiver<B>, peer: &PeerProcess) -> Result<()> {
+        end.ring().expect_peer(peer);
+        Ok(())
     }
 
     fn export_sender(end: ShmSender<B>, _handover: &mut Handover) -> Result<Endpoint> {
@@ -113,20 +154,16 @@ impl<B: Backend> Transport for Shm<B> {
         Ok(ep)
     }
 
-    fn open_sender(ep: &Endpoint) -> Result<ShmSender<B>> {
+    fn open_sender(ep: Endpoint) -> Result<ShmSender<B>> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        Ok(ShmSender::attach(
-            ring::Ring::open::<B>(endpoint_name(ep)?)?,
-            true,
-        ))
+        let ring = ring::Ring::open::<B>(endpoint_name(&ep)?, ring::Side::Producer)?;
+        Ok(ShmSender::attach(ring))
     }
 
-    fn open_receiver(ep: &Endpoint) -> Result<ShmReceiver<B>> {
+    fn open_receiver(ep: Endpoint) -> Result<ShmReceiver<B>> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        Ok(ShmReceiver::attach(
-            ring::Ring::open::<B>(endpoint_name(ep)?)?,
-            true,
-        ))
+        let ring = ring::Ring::open::<B>(endpoint_name(&ep)?, ring::Side::Consumer)?;
+        Ok(ShmReceiver::attach(ring))
     }
 
     fn clean() -> Result<CleanReport> {
@@ -141,8 +178,15 @@ fn endpoint_name(ep: &Endpoint) -> Result<&str> {
 }
 
 ipc_core::conformance_tests!(ring_conformance, crate::ShmRing, Threads);
+ipc_core::conformance_tests!(ring_process_conformance, crate::ShmRing, Processes);
 #[cfg(feature = "shared_memory")]
 ipc_core::conformance_tests!(crate_ring_conformance, crate::ShmRingCrate, Threads);
+#[cfg(feature = "shared_memory")]
+ipc_core::conformance_tests!(
+    crate_ring_process_conformance,
+    crate::ShmRingCrate,
+    Processes
+);
 
 #[cfg(test)]
 mod tests;

@@ -129,12 +129,17 @@ fn check_owner(name: &str) -> Result<()> {
     let path = Path::new(SHM_DIR).join(name.trim_start_matches('/'));
     let meta = std::fs::metadata(&path)
         .map_err(|e| Error::io(format!("open the shared memory {name}"), e))?;
+    check_uid(&path, meta.uid())
+}
+
+/// Refuses an object at `path` that user `owner`, not this process's, owns.
+fn check_uid(path: &Path, owner: u32) -> Result<()> {
     // SAFETY: geteuid cannot fail and touches no memory.
     let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
+    if owner != me {
         return Err(Error::Foreign {
-            path,
-            owner: meta.uid(),
+            path: path.to_owned(),
+            owner,
         });
     }
     Ok(())
@@ -232,14 +237,10 @@ impl Backend for Native {
             .map_err(|e| Error::sys(format!("size of the shared memory {name}"), e))?;
         // Checked again on the object opened, not only on the name before
         // (another user could have put a different object there in between).
-        // SAFETY: geteuid cannot fail and touches no memory.
-        let me = unsafe { libc::geteuid() };
-        if stat.st_uid != me {
-            return Err(Error::Foreign {
-                path: Path::new(SHM_DIR).join(name.trim_start_matches('/')),
-                owner: stat.st_uid,
-            });
-        }
+        check_uid(
+            &Path::new(SHM_DIR).join(name.trim_start_matches('/')),
+            stat.st_uid,
+        )?;
         map_fd(&fd, stat.st_size as usize, name)
     }
 }
@@ -309,12 +310,44 @@ impl Backend for Crate {
             })?;
         let ptr = NonNull::new(shm.as_ptr())
             .ok_or_else(|| Error::BadEndpoint(format!("{name} mapped at null")))?;
+        // The crate gives no fd to fstat: check the owner of the object by
+        // name, then that the object mapped is that one (another user could
+        // have put a different object under the name in between).
+        let path = Path::new(SHM_DIR).join(name.trim_start_matches('/'));
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| Error::io(format!("open the shared memory {name}"), e))?;
+        check_uid(&path, meta.uid())?;
+        match mapped_inode(ptr.as_ptr() as usize) {
+            Some(ino) if ino == meta.ino() => {}
+            _ => {
+                return Err(Error::BadEndpoint(format!(
+                    "the object mapped for {name} is not the one whose owner was checked (it was replaced meanwhile)"
+                )))
+            }
+        }
         Ok(Mapping {
             ptr,
             len: shm.len(),
             _keep: Box::new(CrateMap { _shm: shm }),
         })
     }
+}
+
+/// The inode of the file mapped at address `start` in this process, from
+/// its line in /proc/self/maps (`start-end perms offset dev inode path`),
+/// which any process may read about itself.
+#[cfg(feature = "shared_memory")]
+fn mapped_inode(start: usize) -> Option<u64> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let range = fields.next()?;
+        let first = usize::from_str_radix(range.split('-').next()?, 16).ok()?;
+        if first != start {
+            return None;
+        }
+        fields.nth(3)?.parse().ok()
+    })
 }
 
 #[cfg(test)]
@@ -355,9 +388,66 @@ mod tests {
         region_lives_and_dies::<Crate>();
     }
 
+    /// A region that another user owns, made under our name, as an attacker
+    /// could; `None` when this process may not give files away (not root).
+    fn foreign_region(test: &str) -> Option<(String, std::path::PathBuf)> {
+        let name = format!("/{}{test}.{}.1.frgn", names::PREFIX, std::process::id());
+        drop(Native::create(&name, 4096).expect("make the region"));
+        let path = Path::new(SHM_DIR).join(name.trim_start_matches('/'));
+        if std::os::unix::fs::chown(&path, Some(65534), Some(65534)).is_err() {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        Some((name, path))
+    }
+
+    fn a_foreign_region_is_refused<B: Backend>(test: &str) {
+        let Some((name, path)) = foreign_region(test) else {
+            return; // not root: cannot make a foreign object to test with
+        };
+        let result = Region::open::<B>(&name).map(drop);
+        let _ = std::fs::remove_file(&path);
+        match result {
+            Err(Error::Foreign { owner, .. }) => assert_eq!(owner, 65534),
+            other => panic!("expected Foreign, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_native_backend_refuses_a_region_another_user_owns() {
+        a_foreign_region_is_refused::<Native>("shmtest4");
+    }
+
+    #[cfg(feature = "shared_memory")]
+    #[test]
+    fn the_crate_backend_refuses_a_region_another_user_owns() {
+        // Past the name check, as if the object were swapped after it.
+        let Some((name, path)) = foreign_region("shmtest5") else {
+            return;
+        };
+        let result = Crate::open(&name).map(drop);
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            matches!(result, Err(Error::Foreign { owner: 65534, .. })),
+            "{:?}",
+            result.map(|_| ())
+        );
+        a_foreign_region_is_refused::<Crate>("shmtest6");
+    }
+
+    #[cfg(feature = "shared_memory")]
+    #[test]
+    fn the_crate_backend_finds_the_inode_it_mapped() {
+        let region = Region::create::<Crate>("shmtest7", 1 << 16).expect("create");
+        let path = Path::new(SHM_DIR).join(region.name().trim_start_matches('/'));
+        let ino = std::fs::metadata(&path).expect("stat").ino();
+        let other = Region::open::<Crate>(region.name()).expect("open");
+        assert_eq!(mapped_inode(other.as_ptr() as usize), Some(ino));
+    }
+
     #[test]
     fn a_dead_creators_region_is_removed_by_the_next_creator() {
-        let name = format!("/{}shmtest2.{}.dead", names::PREFIX, u32::MAX - 3);
+        let name = format!("/{}shmtest2.{}.1.dead", names::PREFIX, u32::MAX - 3);
         let _ = Native::create(&name, 4096).expect("leftover");
         let path = Path::new(SHM_DIR).join(name.trim_start_matches('/'));
         assert!(path.exists());

@@ -16,13 +16,44 @@ fn small_ring(max: usize) -> Options {
 
 #[test]
 fn the_ring_size_holds_two_of_the_largest_frames() {
-    assert_eq!(ring_capacity(&small_ring(100)), 256);
-    assert_eq!(ring_capacity(&Options::default()), 4 << 20);
+    let size = |opts: &Options| ring_capacity(opts).expect("a ring size");
+    assert_eq!(size(&small_ring(100)), 256);
+    assert_eq!(size(&Options::default()), 4 << 20);
     assert_eq!(
-        ring_capacity(&Options::default().max_message(64 << 10).capacity(256 << 10)),
+        size(&Options::default().max_message(64 << 10).capacity(256 << 10)),
         256 << 10
     );
-    assert!(ring_capacity(&Options::default().capacity(5000).max_message(8)).is_power_of_two());
+    assert!(size(&Options::default().capacity(5000).max_message(8)).is_power_of_two());
+}
+
+#[test]
+fn sizes_beyond_the_ring_are_lowered_or_refused_before_anything_is_made() {
+    // A maximum no ring holds is lowered to what the largest ring holds.
+    assert_eq!(
+        ring_capacity(&Options::default().max_message(usize::MAX)).expect("lowered"),
+        crate::ring::MAX_CAPACITY
+    );
+    // A capacity beyond the largest ring is refused, naming the limit.
+    let err = ring_capacity(&Options::default().capacity(usize::MAX)).expect_err("refused");
+    assert!(err.to_string().contains("2 GiB"), "{err}");
+    let err =
+        ShmRing::channel(Mode::Thread, &Options::default().capacity(1 << 40)).expect_err("refused");
+    assert!(err.to_string().contains("capacity"), "{err}");
+}
+
+#[test]
+fn an_oversize_message_names_the_limit_that_refused_it() {
+    let (mut tx, _rx) = ShmRing::channel(Mode::Thread, &small_ring(100)).expect("ring");
+    match tx.send(&[0; 101]) {
+        Err(Error::TooLarge {
+            len: 101,
+            max: 100,
+            limit,
+        }) => {
+            assert_eq!(limit, ipc_core::LIMIT_OPTION)
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
 }
 
 #[test]
@@ -33,24 +64,27 @@ fn wrap_around_at_every_offset_class_loses_nothing() {
     let (mut tx, mut rx) = ShmRing::channel(Mode::Thread, &small_ring(100)).expect("ring");
     let mut offsets = std::collections::BTreeSet::new();
     let mut wraps = 0;
-    let mut pos = 0u64;
     let mut rng = fastrand_like(3);
     for i in 0..20_000usize {
         let len = (rng() % 101) as usize;
         let msg: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+        let before = tx.head;
         tx.send(&msg).expect("send");
         assert_eq!(
             rx.recv_timeout(LIMIT).expect("recv"),
             &msg[..],
             "message {i}"
         );
-        offsets.insert(pos % 256);
+        assert_eq!(rx.tail, tx.head, "the consumer is where the producer is");
+        // Where the ring put the frame: right after the last, or, past a
+        // wrap marker, at offset 0.
         let frame = 8 + len.next_multiple_of(8) as u64;
-        if pos % 256 + frame > 256 {
-            pos += 256 - pos % 256;
+        let start = tx.head - frame;
+        assert!(start == before || start % 256 == 0, "message {i}");
+        if start != before {
             wraps += 1;
         }
-        pos += frame;
+        offsets.insert(start % 256);
     }
     assert_eq!(
         offsets.len(),

@@ -1,0 +1,244 @@
+//! The consumer's end of the ring.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc_core::{Error, Result};
+
+use super::wait::{close, publish, sleep_on, wake, IdlePolls, Waker};
+use super::{frame_len, stamp, Ring, Side, HEADER, WRAP};
+use crate::region::Backend;
+use crate::sys::light_fences;
+
+/// The consumer's end of a ring.
+pub struct ShmReceiver<B> {
+    pub(crate) ring: Arc<Ring>,
+    pub(crate) tail: u64,
+    pub(super) buf: Vec<u8>,
+    empty_polls: IdlePolls,
+    handed_over: bool,
+    /// Set once the producer's process was found gone: it stays gone.
+    gone: bool,
+    /// Whether this process's per-message fences can be compiler fences.
+    light: bool,
+    _backend: PhantomData<B>,
+}
+
+impl<B> std::fmt::Debug for ShmReceiver<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmReceiver")
+            .field("ring", &self.ring.name())
+            .field("tail", &self.tail)
+            .finish()
+    }
+}
+
+/// What the next frame holds.
+pub(super) enum Next {
+    Message,
+    Empty,
+}
+
+impl<B: Backend> ShmReceiver<B> {
+    /// The consumer's end of `ring`, whose consumer end this process holds.
+    pub(crate) fn attach(ring: Arc<Ring>) -> Self {
+        let max = ring.max;
+        ShmReceiver {
+            ring,
+            tail: 0,
+            buf: Vec::with_capacity(max.min(1 << 16)),
+            empty_polls: IdlePolls::default(),
+            handed_over: false,
+            gone: false,
+            light: light_fences(),
+            _backend: PhantomData,
+        }
+    }
+
+    /// Gives this end to another process: nobody holds it until that
+    /// process opens the ring.
+    pub(crate) fn hand_over(mut self) -> Result<Arc<Ring>> {
+        let ring = self
+            .ring
+            .hand_over(Side::Consumer, self.tail != 0, "receive")?;
+        self.handed_over = true;
+        Ok(ring)
+    }
+
+    /// The ring, for the parent to say which process will open the other end.
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Whether a frame is published at the consumer's position.
+    #[inline]
+    fn ready(ring: &Ring, tail: u64) -> bool {
+        let h = ring.header(tail).load(Ordering::SeqCst);
+        h & !0xffff_ffff == stamp(tail)
+    }
+
+    /// Copies the next message into `buf`, if there is one.
+    #[inline]
+    pub(super) fn take(&mut self) -> Result<Next> {
+        let ring = &*self.ring;
+        let off = self.tail & (ring.capacity - 1);
+        ring.prefetch_after(off);
+        let h = ring.header(off).load(Ordering::Acquire);
+        if h & !0xffff_ffff != stamp(self.tail) {
+            return self.nothing_yet();
+        }
+        let len = h as u32 as usize;
+        if len > ring.max || off + frame_len(len) > ring.capacity {
+            // A wrap marker (its length is u32::MAX) or a corrupt header.
+            return self.take_slow();
+        }
+        self.read(off, len);
+        Ok(Next::Message)
+    }
+
+    /// Why there is no frame at the consumer's position: none yet, or none
+    /// ever again.
+    #[inline]
+    fn nothing_yet(&self) -> Result<Next> {
+        let ring = &*self.ring;
+        if (self.gone || ring.ctl().life.0.producer.closed.load(Ordering::Acquire) != 0)
+            && !Self::ready(ring, self.tail)
+        {
+            return Err(Error::Disconnected);
+        }
+        Ok(Next::Empty)
+    }
+
+    /// `take` past a wrap marker, or the error for a header that cannot be.
+    #[cold]
+    #[inline(never)]
+    fn take_slow(&mut self) -> Result<Next> {
+        let ring = &*self.ring;
+        loop {
+            let off = self.tail & (ring.capacity - 1);
+            ring.prefetch_after(off);
+            let h = ring.header(off).load(Ordering::Acquire);
+            if h & !0xffff_ffff != stamp(self.tail) {
+                return self.nothing_yet();
+            }
+            let len = h as u32;
+            if len == WRAP {
+                self.tail += ring.capacity - off;
+                continue;
+            }
+            let len = len as usize;
+            if len > ring.max || off + frame_len(len) > ring.capacity {
+                return Err(Error::Corrupt(format!(
+                    "frame of {len} bytes at ring offset {off} does not fit (maximum {}, ring {} bytes)",
+                    ring.max, ring.capacity
+                )));
+            }
+            self.read(off, len);
+            return Ok(Next::Message);
+        }
+    }
+
+    /// Copies the message of the frame at ring offset `off` (published, of
+    /// `len` bytes, checked to fit in the ring) into `buf` and frees the frame.
+    #[inline(always)]
+    fn read(&mut self, off: u64, len: usize) {
+        let ring = &*self.ring;
+        self.buf.clear();
+        self.buf.reserve(len);
+        // SAFETY: the callers checked that the frame [off, off + HEADER +
+        // len) lies inside the ring, so the source is inside the region; the
+        // destination has room for len bytes (reserved above) and is ours
+        // alone. The header was published (Acquire) after the payload was
+        // written, and a producer that keeps the protocol does not touch the
+        // frame until the tail below moves past it. One that breaks it can
+        // change these bytes while they are copied: then `buf` holds a mix
+        // of old and new bytes, plain u8 values like any other, and the harm
+        // stays in the len bytes copied; nothing outside the ring is read and
+        // nothing of ours but `buf` is written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
+            self.buf.set_len(len);
+        }
+        self.tail += frame_len(len);
+        publish(&ring.ctl().tail.0, self.tail, self.light);
+        wake(&ring.ctl().producer_wait.0);
+        self.empty_polls.reset();
+    }
+
+    /// Waits for a message until `deadline` (`None`: no limit).
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let mut since = Instant::now();
+        loop {
+            if let Next::Message = self.take()? {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout);
+            }
+            let most = self.ring.sleep_limit();
+            let limit = deadline.map_or(most, |d| (d - now).min(most));
+            let (ring, tail) = (&*self.ring, self.tail);
+            let closed = &ring.ctl().life.0.producer.closed;
+            sleep_on(&ring.ctl().consumer_wait.0, Waker::Fenced, limit, || {
+                Self::ready(ring, tail) || closed.load(Ordering::Acquire) != 0
+            });
+            if since.elapsed() >= self.ring.sleep_limit() {
+                if !self.ring.alive(Side::Producer) {
+                    return self.last_look();
+                }
+                since = Instant::now();
+            }
+        }
+    }
+
+    /// After the producer's process was found gone: a message it published
+    /// before it died, or `Disconnected` (from now on).
+    fn last_look(&mut self) -> Result<()> {
+        self.gone = true;
+        match self.take()? {
+            Next::Message => Ok(()),
+            Next::Empty => Err(Error::Disconnected),
+        }
+    }
+}
+
+impl<B: Backend> ipc_core::Receiver for ShmReceiver<B> {
+    fn recv(&mut self) -> Result<&[u8]> {
+        self.wait(None)?;
+        Ok(&self.buf)
+    }
+
+    fn try_recv(&mut self) -> Result<&[u8]> {
+        match self.take()? {
+            Next::Message => Ok(&self.buf),
+            Next::Empty => {
+                if self.empty_polls.tick() && !self.ring.alive(Side::Producer) {
+                    self.last_look()?;
+                    return Ok(&self.buf);
+                }
+                Err(Error::Empty)
+            }
+        }
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]> {
+        self.wait(Some(Instant::now() + timeout))?;
+        Ok(&self.buf)
+    }
+
+    fn max_message(&self) -> usize {
+        self.ring.max
+    }
+}
+
+impl<B> Drop for ShmReceiver<B> {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            let ctl = self.ring.ctl();
+            close(&ctl.life.0.consumer.closed, &ctl.producer_wait.0);
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The producer's end of the ring.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipc_core::{Error, Result};
+
+use super::wait::{close, sleep_on, wake, IdlePolls, Waker};
+use super::{frame_len, stamp, Ring, Side, HEADER, WRAP};
+use crate::region::Backend;
+
+/// How far past a frame's end the producer clears the ring at a time.
+const CLEAR_AHEAD: u64 = 256;
+
+/// The producer's end of a ring.
+pub struct ShmSender<B> {
+    pub(crate) ring: Arc<Ring>,
+    pub(crate) head: u64,
+    pub(super) cached_tail: u64,
+    /// The ring holds zeros from `head` up to this position (see `clear_slot`).
+    pub(super) cleared: u64,
+    handed_over: bool,
+    /// `try_send`s that found the ring full since the last liveness check.
+    full_polls: IdlePolls,
+    /// Set once the consumer's process was found gone: it stays gone.
+    gone: bool,
+    _backend: PhantomData<B>,
+}
+
+impl<B> std::fmt::Debug for ShmSender<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmSender")
+            .field("ring", &self.ring.name())
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+impl<B: Backend> ShmSender<B> {
+    /// The producer's end of `ring`, whose producer end this process holds.
+    pub(crate) fn attach(ring: Arc<Ring>) -> Self {
+        ShmSender {
+            head: 0,
+            cached_tail: 0,
+            // A new region is zero-filled; an end is only handed over unused.
+            cleared: ring.capacity,
+            ring,
+            handed_over: false,
+            full_polls: IdlePolls::default(),
+            gone: false,
+            _backend: PhantomData,
+        }
+    }
+
+    /// Gives this end to another process: nobody holds it until that
+    /// process opens the ring.
+    pub(crate) fn hand_over(mut self) -> Result<Arc<Ring>> {
+        let ring = self
+            .ring
+            .hand_over(Side::Producer, self.head != 0, "send")?;
+        self.handed_over = true;
+        Ok(ring)
+    }
+
+    /// The ring, for the parent to say which process will open the other end.
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Waits until `need` bytes are free after `head`, or says why not:
+    /// inline when the consumer's last known position already leaves them
+    /// (the common case), else through `wait_for_room`.
+    #[inline(always)]
+    fn make_room(&mut self, need: u64, block: bool) -> Result<()> {
+        // The cached position was checked when read: at most a ring behind.
+        if self.ring.capacity - (self.head - self.cached_tail) >= need {
+            return Ok(());
+        }
+        self.wait_for_room(need, block)
+    }
+
+    /// `make_room` when the last known position does not leave the room:
+    /// reads the consumer's position again, spins a little, then sleeps; a
+    /// `try_send` (no `block`) returns `Full`, and every so often checks that
+    /// the consumer still runs.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_room(&mut self, need: u64, block: bool) -> Result<()> {
+        let ring = &*self.ring;
+        let ctl = ring.ctl();
+        let consumer = &ctl.life.0.consumer;
+        // The free bytes the consumer's position `tail` leaves; `None` for a
+        // position the other process wrote that cannot be (ahead of ours,
+        // or more than a ring behind).
+        let free = |head: u64, tail: u64| ring.capacity.checked_sub(head.wrapping_sub(tail));
+        let mut spins = 0u32;
+        let mut since = Instant::now();
+        loop {
+            let tail = ctl.tail.0.load(Ordering::Acquire);
+            match free(self.head, tail) {
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "the consumer's position {tail} is not within one ring ({} bytes) behind the producer's {}",
+                        ring.capacity, self.head
+                    )))
+                }
+                Some(f) => {
+                    self.cached_tail = tail;
+                    if f >= need {
+                        self.full_polls.reset();
+                        return Ok(());
+                    }
+                }
+            }
+            if consumer.closed.load(Ordering::Acquire) != 0 {
+                return Err(Error::Disconnected);
+            }
+            if !block {
+                if self.full_polls.tick() && !ring.alive(Side::Consumer) {
+                    self.gone = true;
+                    return Err(Error::Disconnected);
+                }
+                return Err(Error::Full);
+            }
+            if spins < 1000 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let head = self.head;
+            sleep_on(
+                &ctl.producer_wait.0,
+                Waker::Light,
+                ring.sleep_limit(),
+                || {
+                    free(head, ctl.tail.0.load(Ordering::Acquire)).is_none_or(|f| f >= need)
+                        || consumer.closed.load(Ordering::Acquire) != 0
+                },
+            );
+            if since.elapsed() >= ring.sleep_limit() {
+                if !ring.alive(Side::Consumer) {
+                    self.gone = true;
+                    return Err(Error::Disconnected);
+                }
+                since = Instant::now();
+            }
+        }
+    }
+
+    /// Makes sure the header slot at position `at` (at or past `head`,
+    /// inside the room `make_room` found) reads as zero, "nothing yet", for
+    /// a consumer that will look at it as soon as the next header is
+    /// published: an earlier lap may have left payload bytes there that look
+    /// like a header for this lap. Usually `clear_ahead` has zeroed it.
+    #[inline(always)]
+    fn clear_slot(&mut self, at: u64) {
+        if at + HEADER > self.cleared {
+            self.zero(at, at + HEADER);
+            self.cleared = at + HEADER;
+        }
+    }
+
+    /// After a publication, zeroes the ring ahead of `head` (in the free
+    /// room, [`CLEAR_AHEAD`] bytes at a time), so that the header slots of
+    /// the next messages are already clear when they are sent: the lines
+    /// this writes are the producer's by then, and no send waits for them.
+    #[inline(always)]
+    fn clear_ahead(&mut self) {
+        if self.cleared < self.head + HEADER + CLEAR_AHEAD / 2 {
+            let from = self.cleared.max(self.head + HEADER);
+            let to = (self.head + HEADER + CLEAR_AHEAD).min(self.cached_tail + self.ring.capacity);
+            if from < to {
+                self.zero(from, to);
+                self.cleared = to;
+            }
+        }
+    }
+
+    /// Writes zeros to ring positions [from, to), which lie in the free
+    /// room at or past `head`.
+    #[cold]
+    #[inline(never)]
+    fn zero(&self, from: u64, to: u64) {
+        let ring = &*self.ring;
+        debug_assert!(from >= self.head && to <= self.cached_tail + ring.capacity);
+        let (start, len) = (from & (ring.capacity - 1), to - from);
+        let first = len.min(ring.capacity - start);
+        // SAFETY: start < capacity and start + first <= capacity, and the
+        // rest, len - first <= capacity (the room is at most one ring), starts
+        // at 0: both parts are inside the ring. [from, to) lies in the room
+        // the consumer has left (below its position plus the capacity, and
+        // at or past `head`, which it has not reached), and the consumer
+        // reads none of it before a header published after these writes. A
+        // consumer that breaks the protocol and writes there meanwhile races
+        // only with these zeros.
+        unsafe {
+            std::ptr::write_bytes(ring.data(start), 0, first as usize);
+            std::ptr::write_bytes(ring.data(0), 0, (len - first) as usize);
+        }
+    }
+
+    pub(super) fn put(&mut self, msg: &[u8], block: bool) -> Result<()> {
+        let ring = &*self.ring;
+        if msg.len() > ring.max {
+            return Err(Error::TooLarge {
+                len: msg.len(),
+                max: ring.max,
+                limit: ring.limit,
+            });
+        }
+        if self.gone || ring.ctl().life.0.consumer.closed.load(Ordering::Relaxed) != 0 {
+            return Err(Error::Disconnected);
+        }
+        let frame = frame_len(msg.len());
+        let mut off = self.head & (ring.capacity - 1);
+        let to_end = ring.capacity - off;
+        let wraps = frame > to_end;
+        // The frame, and the header slot after it, which is cleared below.
+        let need = if wraps { to_end + frame } else { frame } + HEADER;
+        self.make_room(need, block)?;
+        if wraps {
+            // The consumer goes to offset 0 on seeing the marker.
+            self.clear_slot(self.head + to_end);
+            let ring = &*self.ring;
+            ring.header(off)
+                .store(stamp(self.head) | WRAP as u64, Ordering::SeqCst);
+            self.head += to_end;
+            off = 0;
+        }
+        // The consumer looks there once it has this frame.
+        self.clear_slot(self.head + frame);
+        let ring = &*self.ring;
+        // SAFETY: the frame [off, off + frame) lies inside the ring (a frame
+        // that would pass the end was moved to offset 0 above, and the ring
+        // holds two of the largest frames), and make_room guaranteed it is
+        // free: the consumer has moved past it and will not read it before
+        // the header below is published. The source is the caller's slice,
+        // msg.len() <= frame - HEADER bytes. A consumer that breaks the
+        // protocol and reads or writes the frame meanwhile races only with
+        // these bytes of shared memory, never with memory of ours.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.data(off + HEADER), msg.len()) };
+        // Published before the load of `waiting` in `wake` (a consumer about
+        // to sleep either sees this header or is seen waiting here), with a
+        // sequentially consistent swap even where a compiler fence would do:
+        // a locked xchg reaches a polling consumer on another core sooner
+        // than a plain store (the README has the figures).
+        ring.header(off)
+            .swap(stamp(self.head) | msg.len() as u64, Ordering::SeqCst);
+        self.head += frame;
+        wake(&ring.ctl().consumer_wait.0);
+        self.clear_ahead();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<B> ShmSender<B> {
+    /// See [`Ring::set_sleep_limit`].
+    pub(crate) fn set_sleep_limit(&self, limit: std::time::Duration) {
+        self.ring.set_sleep_limit(limit);
+    }
+}
+
+impl<B: Backend> ipc_core::Sender for ShmSender<B> {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.put(msg, true)
+    }
+
+    fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.put(msg, false)
+    }
+
+    fn max_message(&self) -> usize {
+        self.ring.max
+    }
+}
+
+impl<B> Drop for ShmSender<B> {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            let ctl = self.ring.ctl();
+            close(&ctl.life.0.producer.closed, &ctl.consumer_wait.0);
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The ring's insides under bad input: forged headers and positions,
+//! impossible sizes, a second producer, dead and reused peers.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipc_core::liveness::{PeerProcess, ProcessId};
+use ipc_core::{Error, Sender, LIMIT_OPTION};
+
+use super::receiver::Next;
+use super::*;
+use crate::region::Native;
+
+fn ring(capacity: usize, max: usize) -> Arc<Ring> {
+    Ring::create::<Native>("shm", capacity, max, LIMIT_OPTION, Duration::from_secs(5))
+        .expect("ring")
+}
+
+/// Writes a header at the consumer's position, as a hostile peer could.
+fn forge(rx: &ShmReceiver<Native>, len: u64) {
+    rx.ring
+        .header(rx.tail)
+        .store(stamp(rx.tail) | len, Ordering::Release);
+}
+
+fn corrupt(rx: &mut ShmReceiver<Native>) -> String {
+    match rx.take() {
+        Err(Error::Corrupt(why)) => why,
+        Err(e) => panic!("expected Corrupt, got {e}"),
+        Ok(_) => panic!("expected Corrupt, got a message or nothing"),
+    }
+}
+
+/// Both ends as if the ring had already carried `pos` bytes.
+fn at(ring: Arc<Ring>, pos: u64) -> (ShmSender<Native>, ShmReceiver<Native>) {
+    let (mut tx, mut rx) = ends::<Native>(ring);
+    (tx.head, tx.cached_tail, tx.cleared, rx.tail) = (pos, pos, pos, pos);
+    rx.ring.ctl().tail.0.store(pos, Ordering::Release);
+    (tx, rx)
+}
+
+/// Makes the `side` end look as if its process had been killed: the end is
+/// gone (dropped here) but not closed, and its owner is a dead process.
+fn killed(ring: &Ring, side: Side, end: impl Sized) {
+    drop(end);
+    let end = ring.end(side);
+    end.closed.store(0, Ordering::Release);
+    end.owner.set(Some(a_dead_process().id()));
+}
+
+/// The identity of a process that has exited and been reaped.
+fn a_dead_process() -> PeerProcess {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let peer = PeerProcess::of_child(&child).expect("its identity");
+    child.wait().expect("reap");
+    peer
+}
+
+#[test]
+fn a_header_that_cannot_be_is_corrupt_and_copies_nothing() {
+    let (_tx, mut rx) = ends::<Native>(ring(4096, 256));
+
+    // Longer than the largest message.
+    forge(&rx, 1000);
+    assert!(corrupt(&mut rx).contains("1000 bytes"));
+
+    // Within the maximum but running past the end of the ring.
+    rx.tail = 4096 - 16;
+    forge(&rx, 200);
+    assert!(corrupt(&mut rx).contains("200 bytes at ring offset 4080"));
+    assert!(rx.buf.is_empty(), "nothing was copied");
+}
+
+#[test]
+fn an_old_payload_where_the_next_header_goes_is_not_a_frame() {
+    // At position P = 0x0101_0100 a header's stamp is 0x0101_0101, the
+    // high half of a word of bytes 0x01. Put such a payload where P's
+    // header will go (offset 256 of a 4096-byte ring), one lap earlier,
+    // then send real frames up to P: the consumer must see nothing there.
+    const P: u64 = 0x0101_0100;
+    let (mut tx, mut rx) = at(ring(4096, 256), P - 4096 - 8);
+    tx.put(&[1; 16], true).expect("send");
+    assert_eq!(rx.take().ok().map(|_| rx.buf.clone()), Some(vec![1; 16]));
+    // Offsets 272..4096 and 0..256 in frames of 256 and 240 bytes.
+    for len in [248; 14].into_iter().chain([232, 248]) {
+        tx.put(&vec![2; len], true).expect("send");
+        assert!(matches!(rx.take(), Ok(Next::Message)));
+        assert_eq!(rx.buf, vec![2; len]);
+    }
+    assert_eq!(tx.head, P);
+    assert!(
+        matches!(rx.take(), Ok(Next::Empty)),
+        "an old lap's bytes read as a frame"
+    );
+    tx.put(b"next", true).expect("send");
+    assert!(matches!(rx.take(), Ok(Next::Message)));
+    assert_eq!(rx.buf, b"next");
+}
+
+#[test]
+fn a_consumer_position_that_cannot_be_is_corrupt_for_the_producer() {
+    let (mut tx, _rx) = ends::<Native>(ring(4096, 256));
+    // Ahead of the producer: a subtraction would wrap into "all free".
+    tx.ring.ctl().tail.0.store(1 << 40, Ordering::Release);
+    let err = (0..100)
+        .find_map(|_| tx.put(&[0; 248], false).err())
+        .expect("the forged position is noticed once the ring looks full");
+    assert!(
+        matches!(&err, Error::Corrupt(why) if why.contains("not within one ring")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_creator_holds_both_ends_under_its_pid_and_start_time() {
+    let ring = ring(4096, 256);
+    for side in [Side::Producer, Side::Consumer] {
+        assert_eq!(ring.end(side).owner.holder(), Some(ProcessId::current()));
+        assert!(ring.alive(side));
+    }
+}
+
+#[test]
+fn a_pid_that_now_belongs_to_another_process_is_a_gone_peer() {
+    let ring = ring(4096, 256);
+    let owner = &ring.end(Side::Consumer).owner;
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = other.id();
+    let now = ProcessId::of(pid).expect("the start time of a running child");
+    owner.set(Some(now));
+    assert!(ring.alive(Side::Consumer));
+    // The same pid, packed with an earlier start: the process that held
+    // the end is not the one running now.
+    let earlier = ProcessId::unpack(now.pack() - 1).expect("a process id");
+    owner.set(Some(earlier));
+    assert!(!ring.alive(Side::Consumer));
+    let _ = other.kill();
+    let _ = other.wait();
+    owner.set(Some(now));
+    assert!(!ring.alive(Side::Consumer));
+    // A word no process id packs to.
+    owner.set(None);
+    ring.end(Side::Consumer)
+        .handed_at_ns
+        .store(0, Ordering::Release);
+    assert!(
+        !ring.alive(Side::Consumer),
+        "an end handed over long ago and never opened"
+    );
+}
+
+#[test]
+fn an_end_opened_twice_is_refused_in_this_process_and_any_other() {
+    let (tx, rx) = ends::<Native>(ring(4096, 256));
+    let name = tx.ring.name().to_owned();
+    // The creator holds the consumer end: nobody may open it.
+    match Ring::open::<Native>(&name, Side::Consumer) {
+        Err(Error::InUse(why)) => assert!(why.contains("already open by this process"), "{why}"),
+        other => panic!("expected InUse, got {:?}", other.map(drop)),
+    }
+    let _ring = tx.hand_over().expect("hand over the producer end");
+    let first = Ring::open::<Native>(&name, Side::Producer).expect("the first open");
+    let first = ShmSender::<Native>::attach(first);
+    assert!(
+        matches!(
+            Ring::open::<Native>(&name, Side::Producer),
+            Err(Error::InUse(_))
+        ),
+        "a second producer would race the first in the ring"
+    );
+    drop((first, rx));
+}
+
+#[test]
+fn try_send_against_a_dead_consumer_is_disconnected_not_full_for_ever() {
+    let (mut tx, rx) = ends::<Native>(ring(4096, 256));
+    // The consumer's process died without a word (SIGKILL).
+    killed(&tx.ring.clone(), Side::Consumer, rx);
+    let mut full = 0u64;
+    loop {
+        match tx.try_send(&[5; 200]) {
+            Ok(()) | Err(Error::Full) => full += 1,
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("expected Full then Disconnected, got {e}"),
+        }
+        assert!(full < 10_000_000, "try_send said Full for ever");
+    }
+    assert!(
+        matches!(tx.try_send(&[5; 200]), Err(Error::Disconnected)),
+        "once gone, always gone"
+    );
+}
+
+#[test]
+fn a_receiver_waiting_on_a_dead_producer_is_disconnected() {
+    let (tx, mut rx) = ends::<Native>(ring(4096, 256));
+    // The producer's process died without closing its end.
+    killed(&rx.ring.clone(), Side::Producer, tx);
+    let started = std::time::Instant::now();
+    match ipc_core::Receiver::recv_timeout(&mut rx, Duration::from_secs(30)) {
+        Err(Error::Disconnected) => {}
+        other => panic!("expected Disconnected, got {:?}", other.map(<[u8]>::to_vec)),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "noticed only after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            ipc_core::Receiver::try_recv(&mut rx),
+            Err(Error::Disconnected)
+        ),
+        "once gone, always gone"
+    );
+}
+
+#[test]
+fn a_blocked_sender_with_a_dead_consumer_is_disconnected() {
+    let (mut tx, rx) = ends::<Native>(ring(4096, 256));
+    killed(&tx.ring.clone(), Side::Consumer, rx);
+    let result = (0..100).try_for_each(|_| tx.send(&[6; 200]));
+    assert!(matches!(result, Err(Error::Disconnected)), "{result:?}");
+}
+
+#[test]
+fn an_unopened_end_whose_process_died_is_gone_at_once() {
+    let (tx, rx) = ends::<Native>(ring(4096, 256));
+    let ring = rx.hand_over().expect("hand over the consumer end");
+    assert!(ring.alive(Side::Consumer), "within the connect timeout");
+    tx.ring().expect_peer(&a_dead_process());
+    assert!(
+        !ring.alive(Side::Consumer),
+        "the child that was to open it is dead"
+    );
+}
+
+#[test]
+fn a_ring_of_impossible_sizes_is_not_made_or_opened() {
+    let make = |capacity, max| {
+        Ring::create::<Native>("shm", capacity, max, LIMIT_OPTION, Duration::ZERO).map(drop)
+    };
+    assert!(make(MAX_CAPACITY * 2, 256).is_err());
+    assert!(make(4096, 4096).is_err());
+    assert!(make(3000, 8).is_err());
+
+    let forged = ring(4096, 256);
+    let (tx, _rx) = ends::<Native>(Arc::clone(&forged));
+    let _ = tx.hand_over().expect("hand over");
+    let meta = &forged.ctl().meta.0;
+    let open = || Ring::open::<Native>(forged.name(), Side::Producer).map(drop);
+    for (capacity, max) in [
+        (3, 0),
+        (8192, 256),
+        (1 << 40, 256),
+        (4096, 4096),
+        (4096, u64::MAX),
+    ] {
+        meta.capacity.store(capacity, Ordering::Relaxed);
+        meta.max_message.store(max, Ordering::Relaxed);
+        assert!(
+            matches!(open(), Err(Error::BadEndpoint(_))),
+            "capacity {capacity}, max {max}"
+        );
+    }
+    meta.capacity.store(4096, Ordering::Relaxed);
+    meta.max_message.store(256, Ordering::Relaxed);
+    meta.magic.store(0, Ordering::Release);
+    assert!(matches!(open(), Err(Error::BadEndpoint(_))), "no magic");
+    meta.magic.store(MAGIC, Ordering::Release);
+    open().expect("an honest ring opens");
+}
