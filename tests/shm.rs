@@ -62,11 +62,16 @@ fn every_mode_and_wait_prints_the_contract_json_and_leaves_nothing() {
                         "--json",
                     ],
                 );
-                let out = run(child, LIMIT);
+                let (out, pid) = run_with_pid(child, LIMIT);
                 assert!(
                     out.status.success(),
                     "{variant} {mode} {wait}: {}",
                     stderr(&out)
+                );
+                assert!(
+                    regions_of(pid).is_empty(),
+                    "{variant} {mode} {wait} left {:?}",
+                    regions_of(pid)
                 );
                 let v = json_line(&out);
                 assert_eq!(
@@ -82,7 +87,7 @@ fn every_mode_and_wait_prints_the_contract_json_and_leaves_nothing() {
         }
         let tmp = TempDir::new("shm-stream");
         for size in ["0", "65536", "1048576"] {
-            let out = run(
+            let (out, pid) = run_with_pid(
                 command(
                     BIN,
                     &tmp,
@@ -105,6 +110,7 @@ fn every_mode_and_wait_prints_the_contract_json_and_leaves_nothing() {
                 stderr(&out)
             );
             assert_eq!(json_line(&out)["size"].to_string(), size);
+            assert!(regions_of(pid).is_empty(), "left {:?}", regions_of(pid));
         }
     }
 }

@@ -130,3 +130,65 @@ fn other_modes_are_usage_errors_that_say_where_to_go() {
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn four_producers_stream_every_message_exactly_once_in_order_per_producer() {
+    let tmp = TempDir::new("tc-producers");
+    for size in ["64", "4096"] {
+        for wait in ["block", "spin"] {
+            let out = run(
+                command(
+                    CHANNELS,
+                    &tmp,
+                    &[
+                        "stream",
+                        "--producers",
+                        "4",
+                        "--size",
+                        size,
+                        "--wait",
+                        wait,
+                        "--count",
+                        "40000",
+                        "--json",
+                    ],
+                ),
+                LIMIT,
+            );
+            assert!(out.status.success(), "{size} {wait}: {}", stderr(&out));
+            let v = json_line(&out);
+            assert_eq!(v["producers"], 4);
+            assert_eq!(v["consumers"], 1);
+            assert_eq!(v["size"].to_string(), size);
+            assert!(v["msgs_per_s"].as_f64().is_some_and(|x| x > 0.0));
+        }
+    }
+}
+
+#[test]
+fn the_demo_with_three_producers_shows_every_task_once() {
+    let tmp = TempDir::new("tc-demo-producers");
+    let out = run(
+        command(
+            CHANNELS,
+            &tmp,
+            &["--producers", "3", "--count", "4", "--interval-ms", "1"],
+        ),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for p in 0..3 {
+        // Each producer's tasks arrive in its order.
+        let mut from = 0;
+        for i in 0..4 {
+            let line = format!("consumer 0: got \"producer {p}: task {i}\"");
+            let at = stdout[from..]
+                .find(&line)
+                .unwrap_or_else(|| panic!("no {line:?} in order in:\n{stdout}"));
+            from += at + line.len();
+            assert_eq!(stdout.matches(&line).count(), 1, "{line} twice");
+        }
+    }
+    assert!(stdout.contains("12 tasks from 3 producer(s)"), "{stdout}");
+}

@@ -55,7 +55,12 @@ pub fn command(path: &str, tmp: &TempDir, args: &[&str]) -> Command {
 }
 
 /// Runs to the end (killed after `limit`), capturing output.
-pub fn run(mut cmd: Command, limit: Duration) -> Output {
+pub fn run(cmd: Command, limit: Duration) -> Output {
+    run_with_pid(cmd, limit).0
+}
+
+/// [`run`], also giving the process's pid (to look for what it left behind).
+pub fn run_with_pid(mut cmd: Command, limit: Duration) -> (Output, u32) {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -76,7 +81,7 @@ pub fn run(mut cmd: Command, limit: Duration) -> Output {
     });
     let out = child.wait_with_output().expect("wait for the binary");
     let _ = watchdog.join();
-    out
+    (out, pid)
 }
 
 /// Waits up to `limit` for `child` to exit; kills it if it does not.

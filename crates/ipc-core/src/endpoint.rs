@@ -377,6 +377,36 @@ mod tests {
     }
 
     #[test]
+    fn a_hook_runs_in_the_child_before_exec_and_the_spawn_names_the_child() {
+        fn block_sigusr2() -> std::io::Result<()> {
+            // SAFETY: sigset_t is plain data; sigemptyset, sigaddset and
+            // sigprocmask are async-signal-safe and touch only `set`.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR2);
+                if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        }
+        let mut handover = Handover::new();
+        // SAFETY: the hook is async-signal-safe (above).
+        unsafe { handover.before_exec(block_sigusr2) };
+        let mut cmd = Command::new("grep");
+        cmd.args(["SigBlk", "/proc/self/status"])
+            .stdout(std::process::Stdio::piped());
+        let (child, peer) = handover.spawn(&mut cmd).expect("spawn");
+        assert_eq!(peer.id().pid(), child.id());
+        let out = child.wait_with_output().expect("output");
+        let mask = String::from_utf8_lossy(&out.stdout);
+        let bits = u64::from_str_radix(mask.trim().trim_start_matches("SigBlk:").trim(), 16)
+            .expect("a signal mask");
+        assert_ne!(bits & (1 << (libc::SIGUSR2 - 1)), 0, "{mask}");
+    }
+
+    #[test]
     fn garbage_tokens_and_closed_fds_are_refused() {
         for bad in ["", "abc", "zz", "ffffffffffffffffffff", "é1"] {
             // SAFETY: none of these decodes, so no fd is adopted.

@@ -22,10 +22,10 @@ pub enum Wait {
     Resume,
 }
 
-/// How long `hybrid` polls before it blocks, by default. A round trip in
-/// flight on this kind of machine takes a few microseconds when both sides
-/// are awake, and a wake-up from a halted CPU 35-40 us: 50 us of polling keeps
-/// a running exchange awake without burning CPU when the channel goes quiet.
+/// How long `hybrid` polls before it blocks, by default: longer than a round
+/// trip takes while both sides are awake, shorter than the wake-up of a
+/// halted virtual CPU (the README has both figures), so a running exchange
+/// stays awake and a quiet channel burns no CPU.
 pub const HYBRID_SPIN: Duration = Duration::from_micros(50);
 
 /// The budget `hybrid` polls for in this process, in nanoseconds.

@@ -62,9 +62,9 @@ pub use region::Crate;
 pub use region::{clean, Backend, Native, Region, SHM_DIR};
 pub use ring::{ShmReceiver, ShmSender};
 
-/// The ring's default size when the options name none. Measured with 64 KiB
-/// messages and blocking waits, a 4 MiB ring streams faster than 1 MiB or
-/// less, where the producer finds it full, and sleeps, more often.
+/// The ring's default size when the options name none: large enough that a
+/// producer of 64 KiB messages seldom finds it full and sleeps (the README
+/// has the figures that chose it).
 pub const DEFAULT_RING: usize = 4 << 20;
 
 /// The shared-memory ring transport, on region backend `B` (our own by default).

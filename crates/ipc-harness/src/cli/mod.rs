@@ -253,7 +253,7 @@ fn demo(d: DemoArgs, entries: &[Entry]) -> Result<()> {
     check_fits(&entry, &cfg)?;
     let sides = match (cfg.producers, cfg.consumers) {
         (1, 1) => "the producer sends".to_owned(),
-        (p, c) => format!("{p} producers, {c} consumers: each producer sends"),
+        (p, c) => format!("{p} producer(s), {c} consumer(s): each producer sends"),
     };
     println!(
         "{}/{} demo, {mode} mode, wait {}: {sides} {} tasks, one every {} ms",
@@ -277,7 +277,7 @@ fn demo(d: DemoArgs, entries: &[Entry]) -> Result<()> {
             }
         }
         DemoReport::Tasks(n) => println!(
-            "{n} tasks from {} producers, each received exactly once by one of {} consumers",
+            "{n} tasks from {} producer(s), each received exactly once by one of {} consumer(s)",
             cfg.producers, cfg.consumers
         ),
     }
