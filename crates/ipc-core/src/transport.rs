@@ -20,9 +20,6 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Every mode, in the order the command line lists them.
-    pub const ALL: [Mode; 3] = [Mode::Process, Mode::Thread, Mode::Coroutine];
-
     /// The name used on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -19,7 +19,7 @@
 //! ```
 //!
 //! The modules, in the order a run goes through them: [`cli`] (the shared
-//! command line), [`config`] (what a run is asked to do), [`link`] (where
+//! command line), [`config`] (what a run is asked to do), `link` (where
 //! the ends live), [`protocol`] and [`control`] (what the consumer does, and
 //! its messages back), `measure` and `shared` (the measurements), [`peer`]
 //! (the child process), [`report`] and [`chart`] (the figures), and
@@ -32,14 +32,14 @@ pub mod config;
 pub mod control;
 mod entry;
 mod error;
-pub mod link;
+mod link;
 mod measure;
 pub mod payload;
 pub mod peer;
 pub mod protocol;
 pub mod report;
 mod shared;
-pub mod sys;
+mod sys;
 pub mod wait;
 
 pub use cli::{main, remove_objects_on_interrupt, run_peer_if_asked, Extension, MethodInfo};

@@ -49,11 +49,6 @@ impl ChildExit {
         libc::WIFEXITED(self.status) && libc::WEXITSTATUS(self.status) == 0
     }
 
-    /// Its exit code, if it exited.
-    pub fn code(&self) -> Option<i32> {
-        libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
-    }
-
     /// In words: "exited with code 1", "was killed by signal 9 (SIGKILL)".
     pub fn describe(&self) -> String {
         if libc::WIFEXITED(self.status) {

@@ -58,7 +58,7 @@ fn relax() {
 }
 
 /// How long `hybrid` polls before it blocks, in this process.
-pub fn spin_budget() -> Duration {
+fn spin_budget() -> Duration {
     Duration::from_nanos(SPIN_BUDGET_NS.load(Ordering::Relaxed))
 }
 

@@ -112,7 +112,7 @@ struct Control {
 const DATA_OFFSET: usize = std::mem::size_of::<Control>().next_multiple_of(128);
 
 /// The region's size for a ring of `capacity` bytes.
-pub fn region_len(capacity: usize) -> usize {
+fn region_len(capacity: usize) -> usize {
     DATA_OFFSET + capacity
 }
 
