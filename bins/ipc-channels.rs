@@ -13,7 +13,8 @@ the kernel is involved only to put a waiting thread to sleep and wake it.\n\n\
 Pick it whenever producer and consumer can live in one process: it is the cheapest safe \
 hand-off between threads. What it costs is the wake-up of a sleeping receiver (tens of \
 microseconds on a virtual CPU that halts when idle); --wait hybrid or spin keeps the receiver \
-awake while messages flow. Thread mode only.",
+awake while messages flow. Several producers may share one channel (stream --producers 4), \
+each producer's messages arriving in its order. Thread mode only.",
         extension: None,
     };
     // SAFETY: first thing in main, before any thread or fd of this process.
