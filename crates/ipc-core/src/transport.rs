@@ -234,6 +234,12 @@ pub trait Transport: 'static {
     /// up what every thread inherits (the signals transport blocks its
     /// signals there). The harness's binaries call it first; a library user
     /// calls it first in `main`. The default does nothing.
+    ///
+    /// A signal mask set here is inherited by every thread started later
+    /// and, since `std::process::Command` passes the mask on, by every
+    /// child process the program spawns. Under the test runner, whose
+    /// threads exist before any test runs, a test that needs it runs in a
+    /// `harness = false` test binary that calls it first.
     fn before_threads() -> Result<()> {
         Ok(())
     }
