@@ -10,7 +10,7 @@
 //! let endpoint = T::export_receiver(rx, &mut handover)?;
 //! let mut cmd = std::process::Command::new("my-child");
 //! cmd.env("MY_CHANNEL", endpoint.to_token());
-//! let (_child, peer) = handover.spawn(&mut cmd)?; // closes the parent's copies
+//! let (_child, peer) = handover.spawn(cmd)?; // closes the parent's copies
 //! T::set_peer_of_sender(&mut tx, &peer)?;
 //!
 //! // Child, first thing in main: one call reopens it.
@@ -130,11 +130,22 @@ impl Endpoint {
     /// opened from them is dropped. Call it once per token.
     pub unsafe fn from_token(token: &str) -> Result<Self> {
         let wire = decode(token)?;
+        // All or nothing: every fd must be open and named once before any
+        // is adopted (an fd adopted twice would be closed twice).
+        for (i, &fd) in wire.fds.iter().enumerate() {
+            if wire.fds[..i].contains(&fd) {
+                return Err(Error::BadEndpoint(format!(
+                    "the endpoint names fd {fd} twice"
+                )));
+            }
+            crate::sys::check_open(fd)?;
+        }
         let fds = wire
             .fds
             .iter()
             // SAFETY: the caller promises these fds were handed to this
-            // process for this endpoint and that nothing else owns them.
+            // process for this endpoint and that nothing else owns them;
+            // each is open and named once (checked above).
             .map(|&fd| unsafe { crate::sys::adopt_inherited_fd(fd) }.map(Some))
             .collect::<Result<Vec<_>>>()?;
         Ok(Endpoint {
@@ -232,9 +243,8 @@ pub type ExecHook = fn() -> std::io::Result<()>;
 /// What a child process must inherit: the fds of exported ends (made
 /// inheritable only in the child, between fork and exec), the rule that it
 /// dies with its parent, and what transports ask to run before exec.
-///
-/// Drop it after spawning (or spawn with [`Handover::spawn`]), to close the
-/// parent's copies of the child's fds; otherwise an EOF would never come.
+/// [`Handover::spawn`] starts the child with it and then closes the
+/// parent's copies of the child's fds (otherwise an EOF would never come).
 #[derive(Debug)]
 pub struct Handover {
     fds: Vec<OwnedFd>,
@@ -282,8 +292,11 @@ impl Handover {
         self.hooks.push(hook);
     }
 
-    /// The signal the child gets when this process exits (`PR_SET_PDEATHSIG`):
-    /// SIGKILL by default; a child that handles SIGTERM can say why it stops.
+    /// The signal the child gets when its parent goes (`PR_SET_PDEATHSIG`):
+    /// SIGKILL by default; a child that handles SIGTERM can say why it
+    /// stops. The kernel sends it when the *thread* that spawned the child
+    /// exits, not only the process: spawn from a thread that outlives the
+    /// child (the main thread, or one that waits for the child).
     #[must_use]
     pub fn death_signal(mut self, signal: i32) -> Self {
         self.death_signal = signal;
@@ -295,13 +308,16 @@ impl Handover {
         self.fds.iter().map(|fd| fd.as_raw_fd()).collect()
     }
 
-    /// Sets up `cmd` so that, in the child only, the handed-over fds survive
-    /// exec, the transports' hooks run, and the child gets the death signal
-    /// when this process exits (and exits at once if this process is already
-    /// gone). The signal mask is inherited as it is: a signal this process
-    /// blocks (see [`crate::Transport::before_threads`]) is blocked in every
-    /// child it spawns.
-    pub fn configure(&self, cmd: &mut Command) {
+    /// Spawns `cmd` with the hand-over: in the child only, the handed-over
+    /// fds survive exec, the transports' hooks run, and the child gets the
+    /// death signal when its parent goes (and exits at once if the parent
+    /// is already gone). The signal mask is inherited as it is: a signal
+    /// this process blocks (see [`crate::Transport::before_threads`]) is
+    /// blocked in the child too. Then the parent's copies of the child's
+    /// fds are closed, and the child is returned with its identity (pid,
+    /// start time, pidfd) for the ends the parent keeps
+    /// (`Transport::set_peer_of_sender`/`set_peer_of_receiver`).
+    pub fn spawn(self, mut cmd: Command) -> Result<(std::process::Child, PeerProcess)> {
         let fds = self.fds();
         let hooks = self.hooks.clone();
         let parent = std::process::id();
@@ -309,27 +325,30 @@ impl Handover {
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe calls (fcntl, prctl, getppid, _exit, and
         // the hooks, whose adders promised the same) on values captured
-        // before the fork; it allocates nothing.
+        // before the fork; it allocates nothing. The fd numbers it makes
+        // inheritable are the handover's own, which stay open until after
+        // the spawn below (self lives to the end of this function), and
+        // `cmd`, which holds the closure, is dropped with them.
         unsafe {
             cmd.pre_exec(move || {
                 crate::sys::prepare_child(&fds, parent, signal)?;
                 hooks.iter().try_for_each(|hook| hook())
             });
         }
-    }
-
-    /// Configures `cmd` (see [`Handover::configure`]), spawns it, closes the
-    /// parent's copies of the child's fds, and returns the child with its
-    /// identity (pid, start time, pidfd) for the ends the parent keeps
-    /// (`Transport::set_peer_of_sender`/`set_peer_of_receiver`).
-    pub fn spawn(self, cmd: &mut Command) -> Result<(std::process::Child, PeerProcess)> {
-        self.configure(cmd);
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(|e| Error::io(format!("start {:?}", cmd.get_program()), e))?;
+        drop(cmd);
         drop(self);
-        let peer = PeerProcess::of_child(&child)?;
-        Ok((child, peer))
+        match PeerProcess::of_child(&child) {
+            Ok(peer) => Ok((child, peer)),
+            Err(e) => {
+                // A child nobody watches must not run on with our fds.
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
     }
 }
 
@@ -397,7 +416,7 @@ mod tests {
         let mut cmd = Command::new("grep");
         cmd.args(["SigBlk", "/proc/self/status"])
             .stdout(std::process::Stdio::piped());
-        let (child, peer) = handover.spawn(&mut cmd).expect("spawn");
+        let (child, peer) = handover.spawn(cmd).expect("spawn");
         assert_eq!(peer.id().pid(), child.id());
         let out = child.wait_with_output().expect("output");
         let mask = String::from_utf8_lossy(&out.stdout);
@@ -418,5 +437,19 @@ mod tests {
         // before anything is adopted.
         let err = unsafe { Endpoint::from_token(&ep.to_token()) }.expect_err("not open");
         assert!(err.to_string().contains("not open"), "{err}");
+        // An fd named twice, or beside one that is not open, is adopted
+        // neither time: nothing is closed.
+        let (read, _write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        for fds in [
+            vec![read.as_raw_fd(), read.as_raw_fd()],
+            vec![read.as_raw_fd(), 987_654],
+        ] {
+            ep.fds = Fds::ForChild(fds);
+            // SAFETY: refused before anything is adopted, as checked below.
+            assert!(unsafe { Endpoint::from_token(&ep.to_token()) }.is_err());
+            // SAFETY: F_GETFD only reads the flags of our own open fd.
+            let flags = unsafe { libc::fcntl(read.as_raw_fd(), libc::F_GETFD) };
+            assert_ne!(flags, -1, "still open");
+        }
     }
 }

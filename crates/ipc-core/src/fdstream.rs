@@ -301,6 +301,12 @@ impl FdReceiver {
         self.frames.has_frame()
     }
 
+    /// Bytes read from the stream and not yet returned (part of a frame,
+    /// or whole ones): lost if the fd is taken out with [`FdReceiver::into_fd`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.frames.buffered()
+    }
+
     /// Waits up to `timeout` (`None`: no limit) for the fd to be readable.
     pub fn wait_readable(&self, timeout: Option<Duration>) -> Result<bool> {
         wait_ready(self.fd.as_fd(), PollFlags::POLLIN, timeout)

@@ -294,12 +294,11 @@ mod tests {
         let mut child = std::process::Command::new("true")
             .spawn()
             .expect("spawn true");
-        let gone = ProcessId::of(child.id());
+        // Read even if it is a zombie already.
+        let gone = PeerProcess::of_child(&child).expect("its identity").id();
         child.wait().expect("reap");
-        if let Some(gone) = gone {
-            table[2].set(Some(gone));
-            assert_eq!(dead_holders(&table), vec![(2, Some(gone))]);
-        }
+        table[2].set(Some(gone));
+        assert_eq!(dead_holders(&table), vec![(2, Some(gone))]);
         table[2].0.store(5, Ordering::Relaxed);
         assert_eq!(dead_holders(&table), vec![(2, None)], "a forged word");
         assert_eq!(claim_free(&table, me), None);

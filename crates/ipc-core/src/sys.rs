@@ -36,17 +36,23 @@ pub(crate) fn prepare_child(fds: &[RawFd], parent: u32, signal: i32) -> std::io:
 ///
 /// `fd` was handed over to this process, and nothing else in it owns it.
 pub(crate) unsafe fn adopt_inherited_fd(fd: RawFd) -> Result<OwnedFd> {
+    check_open(fd)?;
+    // SAFETY: FD_CLOEXEC only stops the fd leaking into our own children.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the fd is open (checked above) and our caller promises that it
+    // was handed to this process and that nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Checks that fd number `fd` is open in this process.
+pub(crate) fn check_open(fd: RawFd) -> Result<()> {
     // SAFETY: F_GETFD reads the flags of an fd number; a closed one is EBADF.
     if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
         return Err(Error::BadEndpoint(format!(
             "fd {fd} named by the endpoint is not open in this process (was it handed over?)"
         )));
     }
-    // SAFETY: as above; FD_CLOEXEC only stops the fd leaking into our own children.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: the fd is open (checked above) and our caller promises that it
-    // was handed to this process and that nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(())
 }
 
 /// Removes POSIX shared-memory object `name` (with its leading '/').

@@ -171,9 +171,10 @@ impl Limit {
 
     /// The maximum a channel gets when `requested` is asked for under this
     /// limit, with the name of what set it: the request itself
-    /// ([`crate::LIMIT_OPTION`]) or this limit.
+    /// ([`crate::LIMIT_OPTION`]) or this limit (also when the request is the
+    /// limit, as when an end lowered by its creator is reopened in a child).
     pub fn lower(self, requested: usize) -> (usize, &'static str) {
-        if requested > self.bytes {
+        if requested >= self.bytes {
             (self.bytes, self.name)
         } else {
             (requested, crate::error::LIMIT_OPTION)

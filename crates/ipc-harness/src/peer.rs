@@ -4,8 +4,10 @@
 //! - Only the fds of the exported ends (and the lifeline) are inherited,
 //!   made inheritable in the child between fork and exec ([`ipc_core::Handover`]).
 //! - The child dies with its parent: `PR_SET_PDEATHSIG` is set between fork
-//!   and exec (the peer is spawned from the main thread, which lives as long as
-//!   the run, since the signal fires when the *spawning thread* exits), the
+//!   and exec (the peer is spawned from the thread that runs the measurement,
+//!   which waits for the peer before it ends: the signal fires when the
+//!   *spawning thread* exits, the main thread of a method's binary, a row's
+//!   thread in `ipc-compare`), the
 //!   child exits if its parent was already gone by then, and it also watches
 //!   a lifeline pipe whose EOF means the parent is gone.
 //! - The parent learns of the child's death from a reaper thread (no zombie is
@@ -103,7 +105,7 @@ pub fn spawn(
     let mut cmd = Command::new(exe);
     cmd.arg(PEER_ARG).arg(json).stdin(Stdio::null());
     // Closes the parent's copies of the child's ends.
-    let (child, process) = handover.spawn(&mut cmd)?;
+    let (child, process) = handover.spawn(cmd)?;
     let pid = child.id();
     drop(child); // reaped by the thread below, by pid
 

@@ -1,9 +1,14 @@
 //! Named FIFOs made by `mkfifo` in a private directory.
+//!
+//! Each end is opened once: beside the FIFO, the directory holds a lock file
+//! per end (`reader.lock`, `writer.lock`), and an open end holds its lock
+//! (`flock`), so a second reader or writer, which would split or interleave
+//! the byte stream, is refused with [`Error::InUse`].
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipc_core::fdstream::{FdReceiver, FdSender};
@@ -29,11 +34,41 @@ const RECEIVER_EXPORTED: u8 = 1;
 const RECEIVER_DROPPED: u8 = 2;
 
 /// What the creator's two ends share: the directory (removed when both are
-/// gone) and where the receiving end went.
+/// gone), where the receiving end went, and whether the sending end was
+/// handed to a child.
 #[derive(Debug)]
 struct Shared {
     _dir: PrivateDir,
     receiver: AtomicU8,
+    sender_exported: OnceLock<()>,
+}
+
+/// How often a receiver waiting for its first writer checks that the
+/// writer's process still runs.
+const WRITER_CHECK: Duration = Duration::from_millis(50);
+
+/// Takes the lock of end `side` (`reader`, `writer`) of the FIFO at `path`,
+/// or says who has that end open.
+fn lock_end(path: &Path, side: &str) -> Result<OwnedFd> {
+    let lock = path.with_file_name(format!("{side}.lock"));
+    let fd = nix::fcntl::open(
+        &lock,
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+        Perm::S_IRUSR | Perm::S_IWUSR,
+    )
+    .map_err(|e| Error::sys(format!("open the lock {}", lock.display()), e))?;
+    // SAFETY: flock takes an fd we own and flags; it touches no memory.
+    if unsafe { nix::libc::flock(fd.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(Error::InUse(format!(
+                "the {side} end of the FIFO {} is already open: a FIFO has one writer and one reader",
+                path.display()
+            )));
+        }
+        return Err(Error::io(format!("lock {}", lock.display()), e));
+    }
+    Ok(fd)
 }
 
 /// The writing end of a FIFO. It opens the FIFO on first use (or when reopened
@@ -53,6 +88,8 @@ pub struct FifoSender {
     /// Whether dropping it unopened should make a waiting reader see a hang-up.
     hang_up_on_drop: bool,
     shared: Option<Arc<Shared>>,
+    /// This end's lock, held while it is open here.
+    lock: Option<OwnedFd>,
 }
 
 /// The reading end of a FIFO.
@@ -64,6 +101,12 @@ pub struct FifoReceiver {
     /// at once, so a blocking receive first waits in `poll`.
     writer_seen: bool,
     shared: Option<Arc<Shared>>,
+    /// The process holding the sending end, once the parent spawned it.
+    peer: Option<PeerProcess>,
+    /// When `try_recv` last asked whether the writer can still come.
+    last_check: Option<Instant>,
+    /// This end's lock, held while it is open here.
+    _lock: OwnedFd,
 }
 
 impl Transport for Fifo {
@@ -82,9 +125,11 @@ impl Transport for Fifo {
         let shared = Arc::new(Shared {
             _dir: dir,
             receiver: AtomicU8::new(RECEIVER_HERE),
+            sender_exported: OnceLock::new(),
         });
         let mut rx = FifoReceiver::open(&path, opts.max_message)?;
         rx.shared = Some(Arc::clone(&shared));
+        let writer_lock = lock_end(&path, "writer")?;
         if let Some(bytes) = opts.capacity {
             crate::pipe::set_pipe_size(
                 &rx.stream
@@ -94,7 +139,8 @@ impl Transport for Fifo {
                 bytes,
             )?;
         }
-        let tx = FifoSender::new(path, opts.max_message, opts.connect_timeout, Some(shared));
+        let mut tx = FifoSender::new(path, opts.max_message, opts.connect_timeout, Some(shared));
+        tx.lock = Some(writer_lock);
         Ok((tx, rx))
     }
 
@@ -111,34 +157,49 @@ impl Transport for Fifo {
         Ok(())
     }
 
+    fn set_peer_of_receiver(end: &mut FifoReceiver, peer: &PeerProcess) -> Result<()> {
+        end.peer = Some(peer.clone());
+        Ok(())
+    }
+
     fn export_sender(mut end: FifoSender, _handover: &mut Handover) -> Result<Endpoint> {
         if end.stream.is_some() {
             return Err(Error::BadEndpoint(
                 "a FIFO sender must be exported before its first send".into(),
             ));
         }
+        let shared = keeps_an_end(end.shared.as_ref())?;
+        let _ = shared.sender_exported.set(());
         let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, end.max);
         ep.path = Some(end.path.to_string_lossy().into_owned());
         ep.extra = vec![end.connect_timeout.as_millis() as u64];
         // Dropping an unused sender tells a waiting reader "no writer": not
-        // wanted here, the child is about to become the writer.
+        // wanted here, the child is about to become the writer. Its lock
+        // goes with it, for the child to take.
         end.hang_up_on_drop = false;
         Ok(ep)
     }
 
     fn export_receiver(end: FifoReceiver, _handover: &mut Handover) -> Result<Endpoint> {
+        if end.stream.buffered_bytes() > 0 {
+            return Err(Error::BadEndpoint(
+                "a FIFO receiver that has read part of the stream cannot be handed over: its child would start inside a frame".into(),
+            ));
+        }
+        let shared = keeps_an_end(end.shared.as_ref())?;
+        shared.receiver.store(RECEIVER_EXPORTED, Ordering::Release);
         let mut ep = Endpoint::new(Self::NAME, Self::VARIANT, end.stream.max_message());
         ep.path = Some(end.path.to_string_lossy().into_owned());
-        if let Some(shared) = &end.shared {
-            shared.receiver.store(RECEIVER_EXPORTED, Ordering::Release);
-        }
         Ok(ep)
     }
 
     fn open_sender(ep: Endpoint) -> Result<FifoSender> {
         ep.expect(Self::NAME, Self::VARIANT)?;
         let timeout = Duration::from_millis(ep.extra.first().copied().unwrap_or(5000));
-        let mut tx = FifoSender::new(endpoint_path(&ep)?, ep.max_message, timeout, None);
+        let path = endpoint_path(&ep)?;
+        let lock = lock_end(&path, "writer")?;
+        let mut tx = FifoSender::new(path, ep.max_message, timeout, None);
+        tx.lock = Some(lock);
         tx.connect(true)?;
         Ok(tx)
     }
@@ -150,6 +211,21 @@ impl Transport for Fifo {
 
     fn clean() -> Result<CleanReport> {
         names::clean_dir(&names::temp_dir(), Self::NAME, names::remove_dir_all)
+    }
+}
+
+/// The creator's shared state of an end about to be handed over, if the
+/// creator keeps the other end: the FIFO's directory lives as long as the
+/// creator holds an end, so a child can only open an end while it does.
+fn keeps_an_end(shared: Option<&Arc<Shared>>) -> Result<&Arc<Shared>> {
+    match shared {
+        Some(shared) if Arc::strong_count(shared) > 1 => Ok(shared),
+        Some(_) => Err(Error::BadEndpoint(
+            "the FIFO's other end was handed over already: its creator must keep one end, which keeps the FIFO".into(),
+        )),
+        None => Err(Error::BadEndpoint(
+            "only the process that made a FIFO can hand over its ends".into(),
+        )),
     }
 }
 
@@ -177,6 +253,7 @@ impl FifoReceiver {
         let meta = std::fs::symlink_metadata(path)
             .map_err(|e| Error::io(format!("open the FIFO {}", path.display()), e))?;
         check_owner(path, &meta)?;
+        let lock = lock_end(path, "reader")?;
         let fd = open_fifo(path, OFlag::O_RDONLY)
             .map_err(|e| Error::sys(format!("open the FIFO {}", path.display()), e))?;
         Ok(FifoReceiver {
@@ -184,7 +261,56 @@ impl FifoReceiver {
             path: path.to_owned(),
             writer_seen: false,
             shared: None,
+            peer: None,
+            last_check: None,
+            _lock: lock,
         })
+    }
+
+    /// Whether the writer can no longer come, while none has been seen: the
+    /// process the sending end was handed to died (once the parent named
+    /// it), or, in a child, the creator that keeps the sending end is gone.
+    /// (A writer that came and went is a hang-up, which `poll` reports.)
+    fn writer_gone(&self) -> bool {
+        writer_gone(self.shared.as_deref(), self.peer.as_ref(), &self.path)
+    }
+
+    /// Before the first writer: waits in slices until the FIFO is readable
+    /// (data, or a writer that came and went), the writer can no longer
+    /// come (`Disconnected`) or `deadline` passes (`Timeout`).
+    fn wait_for_writer(&mut self, deadline: Option<Instant>) -> Result<()> {
+        if self.writer_seen || self.stream.has_buffered() {
+            return Ok(());
+        }
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if self
+                .stream
+                .wait_readable(Some(left.map_or(WRITER_CHECK, |l| l.min(WRITER_CHECK))))?
+            {
+                return Ok(());
+            }
+            if self.writer_gone() {
+                return Err(Error::Disconnected);
+            }
+            if left.is_some_and(|l| l.is_zero()) {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+}
+
+/// See [`FifoReceiver::writer_gone`].
+fn writer_gone(shared: Option<&Shared>, peer: Option<&PeerProcess>, path: &Path) -> bool {
+    match shared {
+        Some(shared) => {
+            shared.sender_exported.get().is_some() && peer.is_some_and(|p| !p.is_running())
+        }
+        None => {
+            let dir = path.parent().and_then(Path::file_name);
+            let creator = dir.and_then(|d| names::creator(&d.to_string_lossy(), Fifo::NAME));
+            creator.is_some_and(|(pid, start)| names::creator_is_gone(pid, start))
+        }
     }
 }
 
@@ -220,6 +346,7 @@ impl FifoSender {
             peer: None,
             hang_up_on_drop: true,
             shared,
+            lock: None,
         }
     }
 
@@ -311,11 +438,9 @@ impl Drop for FifoSender {
 
 impl Receiver for FifoReceiver {
     fn recv(&mut self) -> Result<&[u8]> {
-        if !self.writer_seen && !self.stream.has_buffered() {
-            // With no writer yet, read(2) returns EOF at once; poll instead
-            // waits for data, or for a writer that came and went.
-            self.stream.wait_readable(None)?;
-        }
+        // With no writer yet, read(2) returns EOF at once; poll instead
+        // waits for data, or for a writer that came and went.
+        self.wait_for_writer(None)?;
         let msg = self.stream.recv();
         if msg.is_ok() {
             self.writer_seen = true;
@@ -325,14 +450,30 @@ impl Receiver for FifoReceiver {
 
     fn try_recv(&mut self) -> Result<&[u8]> {
         let msg = self.stream.try_recv();
-        if msg.is_ok() {
-            self.writer_seen = true;
+        match msg {
+            Ok(_) => self.writer_seen = true,
+            Err(Error::Empty) if !self.writer_seen => {
+                // Asked at most every WRITER_CHECK: it reads /proc.
+                let due = self
+                    .last_check
+                    .is_none_or(|at| at.elapsed() >= WRITER_CHECK);
+                if due {
+                    self.last_check = Some(Instant::now());
+                    if writer_gone(self.shared.as_deref(), self.peer.as_ref(), &self.path) {
+                        return Err(Error::Disconnected);
+                    }
+                }
+            }
+            Err(_) => {}
         }
         msg
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]> {
-        let msg = self.stream.recv_timeout(timeout);
+        let deadline = Instant::now() + timeout;
+        self.wait_for_writer(Some(deadline))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = self.stream.recv_timeout(left);
         if msg.is_ok() {
             self.writer_seen = true;
         }

@@ -42,3 +42,87 @@ ipc_core::conformance_tests!(pipe_conformance, crate::Pipe, Threads);
 ipc_core::conformance_tests!(pipe_process_conformance, crate::Pipe, Processes);
 ipc_core::conformance_tests!(fifo_conformance, crate::Fifo, Threads);
 ipc_core::conformance_tests!(fifo_process_conformance, crate::Fifo, Processes);
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use ipc_core::liveness::PeerProcess;
+    use ipc_core::{Endpoint, Error, Handover, Mode, Options, Receiver, Sender, Transport};
+
+    use crate::{Fifo, Pipe};
+
+    /// The identity of a process that has exited and been reaped.
+    fn a_dead_process() -> PeerProcess {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let peer = PeerProcess::of_child(&child).expect("its identity");
+        child.wait().expect("reap");
+        peer
+    }
+
+    /// A copy of an exported FIFO endpoint, as a second reader would use.
+    fn copy(ep: &Endpoint) -> Endpoint {
+        let mut again = Endpoint::new("pipes", "fifo", ep.max_message);
+        again.path = ep.path.clone();
+        again
+    }
+
+    #[test]
+    fn a_fifo_end_opened_twice_is_refused() {
+        let (_tx, rx) = Fifo::channel(Mode::Process, &Options::default()).expect("fifo");
+        let ep = Fifo::export_receiver(rx, &mut Handover::new()).expect("export");
+        let second = copy(&ep);
+        let first = Fifo::open_receiver(ep).expect("the first reader");
+        assert!(
+            matches!(Fifo::open_receiver(second), Err(Error::InUse(_))),
+            "a second reader would split the stream"
+        );
+        drop(first);
+
+        let (tx, _rx) = Fifo::channel(Mode::Process, &Options::default()).expect("fifo");
+        let ep = Fifo::export_sender(tx, &mut Handover::new()).expect("export");
+        let second = copy(&ep);
+        let first = Fifo::open_sender(ep).expect("the first writer");
+        assert!(matches!(Fifo::open_sender(second), Err(Error::InUse(_))));
+        drop(first);
+    }
+
+    #[test]
+    fn a_fifo_receiver_whose_writer_died_before_opening_is_disconnected() {
+        let (tx, mut rx) = Fifo::channel(Mode::Process, &Options::default()).expect("fifo");
+        let _ep = Fifo::export_sender(tx, &mut Handover::new()).expect("export");
+        Fifo::set_peer_of_receiver(&mut rx, &a_dead_process()).expect("peer");
+        let started = Instant::now();
+        // Before, recv waited for ever: no writer ever came to hang up.
+        assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+        assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Err(Error::Disconnected)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_last_end_cannot_be_handed_over_nor_a_used_receiver() {
+        let (tx, rx) = Fifo::channel(Mode::Process, &Options::default()).expect("fifo");
+        let _ep = Fifo::export_receiver(rx, &mut Handover::new()).expect("export");
+        assert!(matches!(
+            Fifo::export_sender(tx, &mut Handover::new()),
+            Err(Error::BadEndpoint(_))
+        ));
+
+        let (mut tx, rx) = Pipe::channel(Mode::Process, &Options::default()).expect("pipe");
+        tx.send(&[7; 100]).expect("send");
+        tx.send(&[8; 100]).expect("send");
+        let mut rx = rx;
+        assert_eq!(rx.recv().expect("recv"), [7; 100]);
+        // The second frame is in the receiver's buffer now.
+        assert!(matches!(
+            Pipe::export_receiver(rx, &mut Handover::new()),
+            Err(Error::BadEndpoint(_))
+        ));
+    }
+}

@@ -48,6 +48,11 @@ impl Transport for Pipe {
     }
 
     fn export_receiver(end: FdReceiver, handover: &mut Handover) -> Result<Endpoint> {
+        if end.buffered_bytes() > 0 {
+            return Err(Error::BadEndpoint(
+                "a pipe receiver that has read part of the stream cannot be handed over: its child would start inside a frame".into(),
+            ));
+        }
         let mut ep = Endpoint::new(
             Self::NAME,
             Self::VARIANT,

@@ -402,7 +402,12 @@ macro_rules! conformance_tests {
         $(
             #[test]
             fn $check() {
-                c::run::<$t, $flavor>(module_path!(), stringify!($check), c::$check::<$t, $flavor>);
+                // SAFETY: in this test binary only the process flavour sets
+                // the variables `run` reads, when it starts the binary anew
+                // with the fds they name.
+                unsafe {
+                    c::run::<$t, $flavor>(module_path!(), stringify!($check), c::$check::<$t, $flavor>)
+                }
             }
         )*
     };

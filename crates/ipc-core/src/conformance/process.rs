@@ -23,6 +23,7 @@ use crate::transport::{Mode, Receiver, Sender, Transport};
 const ROLE_VAR: &str = "IPC_CONFORMANCE_ROLE";
 const END_VAR: &str = "IPC_CONFORMANCE_END";
 const PIPES_VAR: &str = "IPC_CONFORMANCE_PIPES";
+const PARENT_VAR: &str = "IPC_CONFORMANCE_PARENT";
 
 /// Digests per report frame.
 const PER_FRAME: usize = 4096;
@@ -50,10 +51,21 @@ thread_local! {
 
 /// Runs one check of the suite: `module` is the `module_path!()` of the
 /// macro's module and `name` the check's name. In a child started by the
-/// process flavour, plays the other end instead.
-pub fn run<T: Transport, F: Flavor<T>>(module: &str, name: &str, check: fn()) {
+/// process flavour, plays the other end instead, with the fds its parent
+/// handed over.
+///
+/// # Safety
+///
+/// In a test binary, the `IPC_CONFORMANCE_*` environment variables are set
+/// only by the process flavour, which starts this binary anew with the fds
+/// they name handed over; nothing else in the process may own those fds
+/// (so nothing may set these variables, and `run` must not be called where
+/// they are inherited by a process other than the one spawned for them:
+/// the child checks that its parent is the process named there).
+pub unsafe fn run<T: Transport, F: Flavor<T>>(module: &str, name: &str, check: fn()) {
     if std::env::var_os(ROLE_VAR).is_some() {
-        child::<T>();
+        // SAFETY: passed on from our caller.
+        unsafe { child::<T>() };
         return;
     }
     // libtest names a test by its path without the crate's name.
@@ -107,9 +119,10 @@ impl Peer {
         )
         .env(END_VAR, endpoint.to_token())
         .env(PIPES_VAR, pipes.to_token())
+        .env(PARENT_VAR, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-        let (child, who) = handover.spawn(&mut cmd).expect("spawn the child");
+        let (child, who) = handover.spawn(cmd).expect("spawn the child");
         let mut peer = Peer {
             child,
             go: FdSender::new(go_write, 64).expect("the go pipe"),
@@ -238,15 +251,29 @@ impl Drop for ChildProducer {
 /// In the child: plays the role the parent asked for, with the end it
 /// handed over. A failure panics, which fails the child's test and so its
 /// exit status.
-fn child<T: Transport>() {
+///
+/// # Safety
+///
+/// As for [`run`].
+unsafe fn child<T: Transport>() {
     let role: Role = std::env::var(ROLE_VAR)
         .ok()
         .and_then(|r| unhex(&r))
         .and_then(|b| postcard::from_bytes(&b).ok())
         .expect("the role the parent gave");
-    // SAFETY: the parent started this process with these variables and
-    // handed over, with a Handover, exactly the fds they name; nothing in
-    // this test process has opened or adopted them.
+    let parent = std::env::var(PARENT_VAR)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok());
+    assert_eq!(
+        parent,
+        // SAFETY: getppid cannot fail and touches no memory.
+        Some(unsafe { libc::getppid() }),
+        "the conformance variables were set for another process: adopting no fd"
+    );
+    // SAFETY: our caller promises the parent started this process with
+    // these variables and handed over, with a Handover, exactly the fds they
+    // name (and the parent checked above is the one that set them); nothing
+    // in this test process has opened or adopted them.
     let (end, mut pipes) = unsafe { (Endpoint::from_env(END_VAR), Endpoint::from_env(PIPES_VAR)) };
     let end = end.expect("the end under test");
     let pipes = pipes.as_mut().expect("the child's pipes");

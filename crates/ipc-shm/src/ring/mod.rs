@@ -273,6 +273,12 @@ impl Ring {
             ));
         }
         let region = Region::create::<B>(method, region_len(capacity))?;
+        if region.len() < region_len(capacity) {
+            return Err(Error::BadEndpoint(format!(
+                "{} was mapped shorter than asked",
+                region.name()
+            )));
+        }
         let ring = Ring::new(region, capacity as u64, max, limit);
         let ctl = ring.ctl();
         let meta = &ctl.meta.0;
@@ -326,6 +332,7 @@ impl Ring {
         }
         ring.capacity = capacity;
         ring.max = max;
+        ring.limit = MESSAGE_LIMIT.lower(max).1;
         if let Err(holder) = ring.end(side).owner.claim(ProcessId::current()) {
             let by = match holder {
                 Some(p) if p == ProcessId::current() => "by this process".to_owned(),
@@ -389,6 +396,14 @@ impl Ring {
         if used {
             return Err(Error::BadEndpoint(format!(
                 "a ring end must be handed over before its first {first}"
+            )));
+        }
+        // The region's name lives while its creator holds an end of the
+        // ring: with no end left here, the child could not open it.
+        if Arc::strong_count(self) < 2 {
+            return Err(Error::BadEndpoint(format!(
+                "the other end of the ring {} is not held by this process: the creator must keep one end, which keeps the region",
+                self.name()
             )));
         }
         let end = self.end(side);

@@ -178,6 +178,16 @@ fn an_end_opened_twice_is_refused_in_this_process_and_any_other() {
 }
 
 #[test]
+fn the_last_end_held_here_cannot_be_handed_over() {
+    // The region's name lives while its creator holds an end: handing over
+    // both would leave the children nothing to open.
+    let (tx, rx) = ends::<Native>(ring(4096, 256));
+    // As the export does: the ring it returns names the region, then goes.
+    drop(rx.hand_over().expect("hand over the consumer end"));
+    assert!(matches!(tx.hand_over(), Err(Error::BadEndpoint(_))));
+}
+
+#[test]
 fn try_send_against_a_dead_consumer_is_disconnected_not_full_for_ever() {
     let (mut tx, rx) = ends::<Native>(ring(4096, 256));
     // The consumer's process died without a word (SIGKILL).
