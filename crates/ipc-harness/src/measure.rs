@@ -220,7 +220,8 @@ pub fn demo<T: Transport>(cfg: &RunConfig, connect: Connect<T>) -> Result<Vec<Du
     })
 }
 
-fn per_second(n: u64, elapsed: Duration) -> f64 {
+/// `n` per second of `elapsed`.
+pub(crate) fn per_second(n: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
     if secs > 0.0 {
         n as f64 / secs

@@ -16,6 +16,7 @@ use crate::config::RunConfig;
 use crate::control::{Control, Tally};
 use crate::error::{HarnessError, Result};
 use crate::link::{connect_shared, pin_producer, SharedLink};
+use crate::measure::per_second;
 use crate::payload;
 use crate::protocol::{shared_stamp, task_text, Role};
 use crate::report::StreamReport;
@@ -208,15 +209,6 @@ where
     match result {
         Ok(tasks) => link.finish().map(|()| tasks),
         Err(e) => Err(link.explain(e)),
-    }
-}
-
-fn per_second(n: u64, elapsed: Duration) -> f64 {
-    let secs = elapsed.as_secs_f64();
-    if secs > 0.0 {
-        n as f64 / secs
-    } else {
-        0.0
     }
 }
 

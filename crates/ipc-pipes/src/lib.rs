@@ -47,20 +47,10 @@ ipc_core::conformance_tests!(fifo_process_conformance, crate::Fifo, Processes);
 mod tests {
     use std::time::{Duration, Instant};
 
-    use ipc_core::liveness::PeerProcess;
+    use ipc_core::conformance::a_dead_process;
     use ipc_core::{Endpoint, Error, Handover, Mode, Options, Receiver, Sender, Transport};
 
     use crate::{Fifo, Pipe};
-
-    /// The identity of a process that has exited and been reaped.
-    fn a_dead_process() -> PeerProcess {
-        let mut child = std::process::Command::new("true")
-            .spawn()
-            .expect("spawn true");
-        let peer = PeerProcess::of_child(&child).expect("its identity");
-        child.wait().expect("reap");
-        peer
-    }
 
     /// A copy of an exported FIFO endpoint, as a second reader would use.
     fn copy(ep: &Endpoint) -> Endpoint {

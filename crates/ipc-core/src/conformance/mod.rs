@@ -98,6 +98,18 @@ fn channel<T: Transport>(mode: Mode) -> (T::Sender, T::Receiver) {
     }
 }
 
+/// The identity of a process that has exited and been reaped: a peer that
+/// died, for tests of what notices it.
+pub fn a_dead_process() -> crate::liveness::PeerProcess {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    // Read even if it is a zombie already.
+    let peer = crate::liveness::PeerProcess::of_child(&child).expect("its identity");
+    child.wait().expect("reap");
+    peer
+}
+
 /// A message whose bytes all depend on its index and its length.
 pub fn message(i: usize, len: usize) -> Vec<u8> {
     (0..len)

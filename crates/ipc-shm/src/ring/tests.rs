@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc_core::liveness::{PeerProcess, ProcessId};
+use ipc_core::conformance::a_dead_process;
+use ipc_core::liveness::ProcessId;
 use ipc_core::{Error, Sender, LIMIT_OPTION};
 
 use super::receiver::Next;
@@ -47,16 +48,6 @@ fn killed(ring: &Ring, side: Side, end: impl Sized) {
     let end = ring.end(side);
     end.closed.store(0, Ordering::Release);
     end.owner.set(Some(a_dead_process().id()));
-}
-
-/// The identity of a process that has exited and been reaped.
-fn a_dead_process() -> PeerProcess {
-    let mut child = std::process::Command::new("true")
-        .spawn()
-        .expect("spawn true");
-    let peer = PeerProcess::of_child(&child).expect("its identity");
-    child.wait().expect("reap");
-    peer
 }
 
 #[test]
