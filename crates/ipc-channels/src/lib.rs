@@ -116,19 +116,10 @@ impl Transport for Mpsc {
         }
         let slots = match opts.capacity {
             None => DEFAULT_SLOTS,
-            Some(bytes) if bytes > CAPACITY_LIMIT.bytes => {
-                return Err(Error::io(
-                    format!("make a channel of {bytes} bytes"),
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!(
-                            "above {} bytes, {}",
-                            CAPACITY_LIMIT.bytes, CAPACITY_LIMIT.name
-                        ),
-                    ),
-                ))
+            Some(bytes) => {
+                CAPACITY_LIMIT.check_capacity(bytes)?;
+                (bytes / SLOT_BYTES).max(1)
             }
-            Some(bytes) => (bytes / SLOT_BYTES).max(1),
         };
         let (tx, rx) = mpsc::sync_channel(slots);
         // Buffers the receiver is done with travel back for reuse.

@@ -169,6 +169,20 @@ impl Limit {
         name: "no limit of the transport",
     };
 
+    /// Refuses a `capacity` option of `bytes` above this limit, naming it.
+    pub fn check_capacity(self, bytes: usize) -> Result<()> {
+        if bytes <= self.bytes {
+            return Ok(());
+        }
+        Err(Error::io(
+            format!("make a channel of {bytes} bytes"),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the capacity is above {} bytes, {}", self.bytes, self.name),
+            ),
+        ))
+    }
+
     /// The maximum a channel gets when `requested` is asked for under this
     /// limit, with the name of what set it: the request itself
     /// ([`crate::LIMIT_OPTION`]) or this limit (also when the request is the

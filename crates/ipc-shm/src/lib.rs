@@ -55,7 +55,7 @@ use std::marker::PhantomData;
 
 use ipc_core::liveness::PeerProcess;
 use ipc_core::names::CleanReport;
-use ipc_core::{check_mode, Endpoint, Error, Handover, Limit, Mode, Options, Result, Transport};
+use ipc_core::{check_mode, Endpoint, Handover, Limit, Mode, Options, Result, Transport};
 
 #[cfg(feature = "shared_memory")]
 pub use region::Crate;
@@ -84,19 +84,7 @@ pub type ShmRingCrate = Shm<Crate>;
 /// refused.
 pub fn ring_capacity(opts: &Options) -> Result<usize> {
     let capacity = opts.capacity.unwrap_or(DEFAULT_RING);
-    if capacity > ring::CAPACITY_LIMIT.bytes {
-        return Err(Error::io(
-            format!("make a ring of {capacity} bytes"),
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "the capacity is above {} bytes, {}",
-                    ring::CAPACITY_LIMIT.bytes,
-                    ring::CAPACITY_LIMIT.name
-                ),
-            ),
-        ));
-    }
+    ring::CAPACITY_LIMIT.check_capacity(capacity)?;
     let (max, _) = ring::MESSAGE_LIMIT.lower(opts.max_message);
     let largest_frame = max.next_multiple_of(8) + 8;
     Ok(capacity.max(2 * largest_frame).next_power_of_two())
