@@ -52,6 +52,7 @@ pub mod ring;
 mod sys;
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use ipc_core::liveness::PeerProcess;
 use ipc_core::names::CleanReport;
@@ -60,7 +61,7 @@ use ipc_core::{check_mode, Endpoint, Handover, Limit, Mode, Options, Result, Tra
 #[cfg(feature = "shared_memory")]
 pub use region::Crate;
 pub use region::{clean, Backend, Native, Region, SHM_DIR};
-pub use ring::{ShmReceiver, ShmSender};
+pub use ring::{Bell, Futex, ShmReceiver, ShmSender, Side};
 
 /// The ring's default size when the options name none: large enough that a
 /// producer of 64 KiB messages seldom finds it full and sleeps (the README
@@ -98,16 +99,7 @@ impl<B: Backend> Transport for Shm<B> {
     type Receiver = ShmReceiver<B>;
 
     fn channel(mode: Mode, opts: &Options) -> Result<(ShmSender<B>, ShmReceiver<B>)> {
-        check_mode::<Self>(mode)?;
-        let (max, limit) = ring::MESSAGE_LIMIT.lower(opts.max_message);
-        let ring = ring::Ring::create::<B>(
-            Self::NAME,
-            ring_capacity(opts)?,
-            max,
-            limit,
-            opts.connect_timeout,
-        )?;
-        Ok(ring::ends(ring))
+        Self::channel_with_bell(mode, opts, Arc::new(Futex))
     }
 
     fn message_limit() -> Limit {
@@ -144,18 +136,53 @@ impl<B: Backend> Transport for Shm<B> {
 
     fn open_sender(ep: Endpoint) -> Result<ShmSender<B>> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        let ring = ring::Ring::open::<B>(endpoint_name(&ep)?, ring::Side::Producer)?;
-        Ok(ShmSender::attach(ring))
+        Self::open_sender_with_bell(&ep, Arc::new(Futex))
     }
 
     fn open_receiver(ep: Endpoint) -> Result<ShmReceiver<B>> {
         ep.expect(Self::NAME, Self::VARIANT)?;
-        let ring = ring::Ring::open::<B>(endpoint_name(&ep)?, ring::Side::Consumer)?;
-        Ok(ShmReceiver::attach(ring))
+        Self::open_receiver_with_bell(&ep, Arc::new(Futex))
     }
 
     fn clean() -> Result<CleanReport> {
         region::clean(Self::NAME)
+    }
+}
+
+impl<B: Backend> Shm<B> {
+    /// A fresh ring whose sides sleep and wake through `bell` instead of
+    /// the futex (the signals transport's doorbell rings with a signal).
+    pub fn channel_with_bell(
+        mode: Mode,
+        opts: &Options,
+        bell: Arc<dyn Bell>,
+    ) -> Result<(ShmSender<B>, ShmReceiver<B>)> {
+        check_mode::<Self>(mode)?;
+        let (max, limit) = ring::MESSAGE_LIMIT.lower(opts.max_message);
+        let ring = ring::Ring::create::<B>(
+            Self::NAME,
+            ring_capacity(opts)?,
+            max,
+            limit,
+            opts.connect_timeout,
+            bell,
+        )?;
+        Ok(ring::ends(ring))
+    }
+
+    /// Reopens, in the child, a sender handed over by the parent, sleeping
+    /// and woken through `bell` (the one the parent's end uses, in kind).
+    /// The endpoint's transport is not checked: a transport built on the
+    /// ring checks its own.
+    pub fn open_sender_with_bell(ep: &Endpoint, bell: Arc<dyn Bell>) -> Result<ShmSender<B>> {
+        let ring = ring::Ring::open::<B>(endpoint_name(ep)?, Side::Producer, bell)?;
+        Ok(ShmSender::attach(ring))
+    }
+
+    /// The same for a receiver.
+    pub fn open_receiver_with_bell(ep: &Endpoint, bell: Arc<dyn Bell>) -> Result<ShmReceiver<B>> {
+        let ring = ring::Ring::open::<B>(endpoint_name(ep)?, Side::Consumer, bell)?;
+        Ok(ShmReceiver::attach(ring))
     }
 }
 

@@ -40,7 +40,7 @@ use crate::region::{Backend, Region};
 
 pub use receiver::ShmReceiver;
 pub use sender::ShmSender;
-pub use wait::LIVENESS_CHECK;
+pub use wait::{Bell, Futex, LIVENESS_CHECK};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ipcshm03");
 const HEADER: u64 = 8;
@@ -116,10 +116,12 @@ fn region_len(capacity: usize) -> usize {
     DATA_OFFSET + capacity
 }
 
-/// Which end of the ring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
+/// Which end of a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The sending end.
     Producer,
+    /// The receiving end.
     Consumer,
 }
 
@@ -128,6 +130,14 @@ impl Side {
         match self {
             Side::Producer => "sending",
             Side::Consumer => "receiving",
+        }
+    }
+
+    /// The other end.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Producer => Side::Consumer,
+            Side::Consumer => Side::Producer,
         }
     }
 }
@@ -146,6 +156,8 @@ pub(crate) struct Ring {
     /// checked: [`LIVENESS_CHECK`], or longer in tests that must see a
     /// missed wake-up fail instead of being covered by the next check.
     sleep_limit_ns: AtomicU64,
+    /// How the sides sleep and are woken.
+    bell: Arc<dyn Bell>,
 }
 
 /// Whether `capacity` and `max` make a ring this code can run: a power of
@@ -253,6 +265,15 @@ impl Ring {
         }
     }
 
+    /// Where `side` announces that it sleeps.
+    fn wait_word(&self, side: Side) -> &wait::WaitWord {
+        let ctl = self.ctl();
+        match side {
+            Side::Producer => &ctl.producer_wait.0,
+            Side::Consumer => &ctl.consumer_wait.0,
+        }
+    }
+
     /// Makes a fresh ring in a new region, both ends held by this process.
     pub(crate) fn create<B: Backend>(
         method: &str,
@@ -260,6 +281,7 @@ impl Ring {
         max: usize,
         limit: &'static str,
         open_within: Duration,
+        bell: Arc<dyn Bell>,
     ) -> Result<Arc<Ring>> {
         if !sizes_hold(capacity as u64, max as u64) {
             return Err(Error::io(
@@ -279,7 +301,9 @@ impl Ring {
                 region.name()
             )));
         }
-        let ring = Ring::new(region, capacity as u64, max, limit);
+        bell.prepare(Side::Producer)?;
+        bell.prepare(Side::Consumer)?;
+        let ring = Ring::new(region, capacity as u64, max, limit, bell);
         let ctl = ring.ctl();
         let meta = &ctl.meta.0;
         meta.capacity.store(capacity as u64, Ordering::Relaxed);
@@ -295,7 +319,13 @@ impl Ring {
         Ok(Arc::new(ring))
     }
 
-    fn new(region: Region, capacity: u64, max: usize, limit: &'static str) -> Ring {
+    fn new(
+        region: Region,
+        capacity: u64,
+        max: usize,
+        limit: &'static str,
+        bell: Arc<dyn Bell>,
+    ) -> Ring {
         Ring {
             region,
             capacity,
@@ -303,20 +333,26 @@ impl Ring {
             limit,
             expected: std::sync::Mutex::new(None),
             sleep_limit_ns: AtomicU64::new(LIVENESS_CHECK.as_nanos() as u64),
+            bell,
         }
     }
 
     /// Maps the ring another process created, and makes this process the
     /// holder of its `side` end, which must have been handed over and not
     /// opened since.
-    pub(crate) fn open<B: Backend>(name: &str, side: Side) -> Result<Arc<Ring>> {
+    pub(crate) fn open<B: Backend>(
+        name: &str,
+        side: Side,
+        bell: Arc<dyn Bell>,
+    ) -> Result<Arc<Ring>> {
         let region = Region::open::<B>(name)?;
         if region.len() < DATA_OFFSET {
             return Err(Error::BadEndpoint(format!(
                 "{name} is too small to be a ring"
             )));
         }
-        let mut ring = Ring::new(region, 0, 0, ipc_core::LIMIT_OPTION);
+        bell.prepare(side)?;
+        let mut ring = Ring::new(region, 0, 0, ipc_core::LIMIT_OPTION, bell);
         let meta = &ring.ctl().meta.0;
         if meta.magic.load(Ordering::Acquire) != MAGIC {
             return Err(Error::BadEndpoint(format!(
@@ -381,9 +417,8 @@ impl Ring {
         Duration::from_nanos(self.sleep_limit_ns.load(Ordering::Relaxed))
     }
 
-    /// Lets sleeps on this ring last up to `limit` (tests only: a wake-up
-    /// the ring misses then shows as a timeout, not as a 50 ms delay).
-    #[cfg(test)]
+    /// Lets sleeps on this ring last up to `limit` (for tests: a wake-up the
+    /// bell misses then shows as a timeout, not as a 50 ms delay).
     pub(crate) fn set_sleep_limit(&self, limit: Duration) {
         self.sleep_limit_ns
             .store(limit.as_nanos() as u64, Ordering::Relaxed);

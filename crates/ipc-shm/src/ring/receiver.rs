@@ -163,7 +163,7 @@ impl<B: Backend> ShmReceiver<B> {
         }
         self.tail += frame_len(len);
         publish(&ring.ctl().tail.0, self.tail, self.light);
-        wake(&ring.ctl().producer_wait.0);
+        wake(ring, Side::Producer);
         self.empty_polls.reset();
     }
 
@@ -182,7 +182,7 @@ impl<B: Backend> ShmReceiver<B> {
             let limit = deadline.map_or(most, |d| (d - now).min(most));
             let (ring, tail) = (&*self.ring, self.tail);
             let closed = &ring.ctl().life.0.producer.closed;
-            sleep_on(&ring.ctl().consumer_wait.0, Waker::Fenced, limit, || {
+            sleep_on(ring, Side::Consumer, Waker::Fenced, limit, || {
                 Self::ready(ring, tail) || closed.load(Ordering::Acquire) != 0
             });
             if since.elapsed() >= self.ring.sleep_limit() {
@@ -202,6 +202,13 @@ impl<B: Backend> ShmReceiver<B> {
             Next::Message => Ok(()),
             Next::Empty => Err(Error::Disconnected),
         }
+    }
+}
+
+impl<B> ShmReceiver<B> {
+    /// See [`ShmSender::set_sleep_limit`](super::ShmSender::set_sleep_limit).
+    pub fn set_sleep_limit(&self, limit: Duration) {
+        self.ring.set_sleep_limit(limit);
     }
 }
 
@@ -237,8 +244,7 @@ impl<B: Backend> ipc_core::Receiver for ShmReceiver<B> {
 impl<B> Drop for ShmReceiver<B> {
     fn drop(&mut self) {
         if !self.handed_over {
-            let ctl = self.ring.ctl();
-            close(&ctl.life.0.consumer.closed, &ctl.producer_wait.0);
+            close(&self.ring, Side::Consumer);
         }
     }
 }

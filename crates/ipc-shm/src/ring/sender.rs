@@ -131,7 +131,8 @@ impl<B: Backend> ShmSender<B> {
             }
             let head = self.head;
             sleep_on(
-                &ctl.producer_wait.0,
+                ring,
+                Side::Producer,
                 Waker::Light,
                 ring.sleep_limit(),
                 || {
@@ -249,16 +250,19 @@ impl<B: Backend> ShmSender<B> {
         ring.header(off)
             .swap(stamp(self.head) | msg.len() as u64, Ordering::SeqCst);
         self.head += frame;
-        wake(&ring.ctl().consumer_wait.0);
+        wake(ring, Side::Consumer);
         self.clear_ahead();
         Ok(())
     }
 }
 
-#[cfg(test)]
 impl<B> ShmSender<B> {
-    /// See [`Ring::set_sleep_limit`].
-    pub(crate) fn set_sleep_limit(&self, limit: std::time::Duration) {
+    /// How long a sleep on this ring lasts at most before the peer's
+    /// liveness is checked ([`super::LIVENESS_CHECK`] by default): a longer
+    /// one lets a test see a wake-up the bell missed as a timeout, where
+    /// the next check would otherwise cover it. It holds for both ends of
+    /// the ring in this process.
+    pub fn set_sleep_limit(&self, limit: std::time::Duration) {
         self.ring.set_sleep_limit(limit);
     }
 }
@@ -280,8 +284,7 @@ impl<B: Backend> ipc_core::Sender for ShmSender<B> {
 impl<B> Drop for ShmSender<B> {
     fn drop(&mut self) {
         if !self.handed_over {
-            let ctl = self.ring.ctl();
-            close(&ctl.life.0.producer.closed, &ctl.consumer_wait.0);
+            close(&self.ring, Side::Producer);
         }
     }
 }

@@ -14,8 +14,15 @@ use super::*;
 use crate::region::Native;
 
 fn ring(capacity: usize, max: usize) -> Arc<Ring> {
-    Ring::create::<Native>("shm", capacity, max, LIMIT_OPTION, Duration::from_secs(5))
-        .expect("ring")
+    Ring::create::<Native>(
+        "shm",
+        capacity,
+        max,
+        LIMIT_OPTION,
+        Duration::from_secs(5),
+        Arc::new(Futex),
+    )
+    .expect("ring")
 }
 
 /// Writes a header at the consumer's position, as a hostile peer could.
@@ -151,16 +158,17 @@ fn an_end_opened_twice_is_refused_in_this_process_and_any_other() {
     let (tx, rx) = ends::<Native>(ring(4096, 256));
     let name = tx.ring.name().to_owned();
     // The creator holds the consumer end: nobody may open it.
-    match Ring::open::<Native>(&name, Side::Consumer) {
+    match Ring::open::<Native>(&name, Side::Consumer, Arc::new(Futex)) {
         Err(Error::InUse(why)) => assert!(why.contains("already open by this process"), "{why}"),
         other => panic!("expected InUse, got {:?}", other.map(drop)),
     }
     let _ring = tx.hand_over().expect("hand over the producer end");
-    let first = Ring::open::<Native>(&name, Side::Producer).expect("the first open");
+    let first =
+        Ring::open::<Native>(&name, Side::Producer, Arc::new(Futex)).expect("the first open");
     let first = ShmSender::<Native>::attach(first);
     assert!(
         matches!(
-            Ring::open::<Native>(&name, Side::Producer),
+            Ring::open::<Native>(&name, Side::Producer, Arc::new(Futex)),
             Err(Error::InUse(_))
         ),
         "a second producer would race the first in the ring"
@@ -245,7 +253,15 @@ fn an_unopened_end_whose_process_died_is_gone_at_once() {
 #[test]
 fn a_ring_of_impossible_sizes_is_not_made_or_opened() {
     let make = |capacity, max| {
-        Ring::create::<Native>("shm", capacity, max, LIMIT_OPTION, Duration::ZERO).map(drop)
+        Ring::create::<Native>(
+            "shm",
+            capacity,
+            max,
+            LIMIT_OPTION,
+            Duration::ZERO,
+            Arc::new(Futex),
+        )
+        .map(drop)
     };
     assert!(make(MAX_CAPACITY * 2, 256).is_err());
     assert!(make(4096, 4096).is_err());
@@ -255,7 +271,7 @@ fn a_ring_of_impossible_sizes_is_not_made_or_opened() {
     let (tx, _rx) = ends::<Native>(Arc::clone(&forged));
     let _ = tx.hand_over().expect("hand over");
     let meta = &forged.ctl().meta.0;
-    let open = || Ring::open::<Native>(forged.name(), Side::Producer).map(drop);
+    let open = || Ring::open::<Native>(forged.name(), Side::Producer, Arc::new(Futex)).map(drop);
     for (capacity, max) in [
         (3, 0),
         (8192, 256),

@@ -1,8 +1,11 @@
-//! Waiting on the ring: a futex word per direction in the region (shared
-//! futex operations), and the liveness checks that bound every wait.
+//! Waiting on the ring: a wait word per direction in the region, a [`Bell`]
+//! that puts a side to sleep and rings it awake (a futex in the region by
+//! default, [`Futex`]; the signals transport rings with a signal), and the
+//! liveness checks that bound every wait.
 //!
 //! A waiter announces itself, re-checks, and sleeps; the other side pays a
-//! load of that flag per message and a wake only when someone sleeps. The
+//! load of that flag per message and rings the bell only when someone
+//! sleeps. The
 //! store-then-load on each side needs a full barrier between them: the
 //! producer's is the locked swap that publishes a header (the fastest
 //! publication measured, see the README); for the consumer's position, the
@@ -15,7 +18,60 @@
 use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use ipc_core::liveness::ProcessId;
+
+use super::{Ring, Side};
 use crate::sys::{futex_wait, futex_wake_all, heavy_fence};
+
+/// How one side of a ring sleeps, and how the other side wakes it.
+///
+/// The ring announces a sleep in the region before it calls
+/// [`Bell::sleep`] and re-checks what it waits for after, and it rings only
+/// a side that announced it sleeps; sleeps are bounded, so a bell that
+/// loses a ring costs latency, never a message. The futex in the region
+/// ([`Futex`]) is the default.
+pub trait Bell: Send + Sync + 'static {
+    /// Makes ready, in this process, whatever `side` needs to sleep on and
+    /// be rung (a signal handler), before that side can announce a sleep.
+    /// Called when an end of the ring is made or opened here.
+    fn prepare(&self, side: Side) -> ipc_core::Result<()> {
+        let _ = side;
+        Ok(())
+    }
+
+    /// Sleeps at most `limit`, until rung (or earlier: the caller re-checks).
+    /// `futex` is `side`'s futex word in the region and `seq` its value read
+    /// before the sleep was announced; `peer` is the process holding the
+    /// other end, the one that rings.
+    fn sleep(
+        &self,
+        side: Side,
+        futex: &AtomicU32,
+        seq: u32,
+        limit: Duration,
+        peer: Option<ProcessId>,
+    );
+
+    /// Rings `side`, which announced that it sleeps; `holder` is the process
+    /// holding that end.
+    fn ring(&self, side: Side, futex: &AtomicU32, holder: Option<ProcessId>);
+}
+
+/// The default bell: a futex word in the region (the shared, not private,
+/// futex operations, keyed by the physical page), bumped and woken.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Futex;
+
+impl Bell for Futex {
+    fn sleep(&self, _: Side, futex: &AtomicU32, seq: u32, limit: Duration, _: Option<ProcessId>) {
+        futex_wait(futex, seq, limit);
+    }
+
+    fn ring(&self, _: Side, futex: &AtomicU32, _: Option<ProcessId>) {
+        futex.fetch_add(1, Ordering::Release);
+        futex_wake_all(futex);
+    }
+}
 
 /// How often a waiting side checks that its peer process still runs.
 pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
@@ -43,8 +99,15 @@ pub(crate) enum Waker {
     Light,
 }
 
-/// Announces a sleep on `word`, re-checks `ready`, and sleeps at most `limit`.
-pub(crate) fn sleep_on(word: &WaitWord, waker: Waker, limit: Duration, ready: impl Fn() -> bool) {
+/// Announces a sleep of `side`, re-checks `ready`, and sleeps at most `limit`.
+pub(crate) fn sleep_on(
+    ring: &Ring,
+    side: Side,
+    waker: Waker,
+    limit: Duration,
+    ready: impl Fn() -> bool,
+) {
+    let word = ring.wait_word(side);
     let seq = word.futex.load(Ordering::Acquire);
     // Either the waker sees us waiting, or we see what it published.
     match waker {
@@ -57,7 +120,8 @@ pub(crate) fn sleep_on(word: &WaitWord, waker: Waker, limit: Duration, ready: im
         }
     }
     if !ready() {
-        futex_wait(&word.futex, seq, limit);
+        let peer = ring.end(side.other()).owner.holder();
+        ring.bell.sleep(side, &word.futex, seq, limit, peer);
     }
     word.waiting.store(0, Ordering::Relaxed);
 }
@@ -76,22 +140,29 @@ pub(crate) fn publish(word: &AtomicU64, value: u64, light: bool) {
     }
 }
 
-/// Marks one end closed (`closed`) and wakes the other side if it sleeps
-/// on `peer`: the full fence orders the mark before the look at its sleep
-/// flag, as a sleeper re-checks the mark after raising the flag.
-pub(crate) fn close(closed: &AtomicU32, peer: &WaitWord) {
-    closed.store(1, Ordering::Release);
+/// Marks the `side` end closed and wakes the other side if it sleeps: the
+/// full fence orders the mark before the look at its sleep flag, as a
+/// sleeper re-checks the mark after raising the flag.
+pub(crate) fn close(ring: &Ring, side: Side) {
+    ring.end(side).closed.store(1, Ordering::Release);
     fence(Ordering::SeqCst);
-    wake(peer);
+    wake(ring, side.other());
 }
 
-/// Wakes the owner of `word` if it sleeps.
+/// Rings `side` awake if it sleeps.
 #[inline]
-pub(crate) fn wake(word: &WaitWord) {
+pub(crate) fn wake(ring: &Ring, side: Side) {
+    let word = ring.wait_word(side);
     if word.waiting.load(Ordering::SeqCst) != 0 {
-        word.futex.fetch_add(1, Ordering::Release);
-        futex_wake_all(&word.futex);
+        ring_bell(ring, side, word);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn ring_bell(ring: &Ring, side: Side, word: &WaitWord) {
+    ring.bell
+        .ring(side, &word.futex, ring.end(side).owner.holder());
 }
 
 /// Counts polls that found nothing to do, and says when the next one
