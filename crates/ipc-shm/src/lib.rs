@@ -99,7 +99,7 @@ impl<B: Backend> Transport for Shm<B> {
     type Receiver = ShmReceiver<B>;
 
     fn channel(mode: Mode, opts: &Options) -> Result<(ShmSender<B>, ShmReceiver<B>)> {
-        Self::channel_with_bell(mode, opts, Arc::new(Futex))
+        Self::channel_with_bell(Self::NAME, mode, opts, Arc::new(Futex))
     }
 
     fn message_limit() -> Limit {
@@ -151,8 +151,11 @@ impl<B: Backend> Transport for Shm<B> {
 
 impl<B: Backend> Shm<B> {
     /// A fresh ring whose sides sleep and wake through `bell` instead of
-    /// the futex (the signals transport's doorbell rings with a signal).
+    /// the futex (the signals transport's doorbell rings with a signal); its
+    /// region is named for `method` (`ipc-showcase.<method>...`), whose
+    /// `clean` removes it after a crash ([`clean`]).
     pub fn channel_with_bell(
+        method: &'static str,
         mode: Mode,
         opts: &Options,
         bell: Arc<dyn Bell>,
@@ -160,7 +163,7 @@ impl<B: Backend> Shm<B> {
         check_mode::<Self>(mode)?;
         let (max, limit) = ring::MESSAGE_LIMIT.lower(opts.max_message);
         let ring = ring::Ring::create::<B>(
-            Self::NAME,
+            method,
             ring_capacity(opts)?,
             max,
             limit,

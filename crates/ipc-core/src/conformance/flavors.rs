@@ -28,8 +28,9 @@ pub trait Flavor<T: Transport> {
 
     /// Starts a producer of `tx` in this flavour's place: on
     /// [`Producer::go`] it sends `msgs`, on [`Producer::finish`] it drops
-    /// its sender (and its process or thread ends).
-    fn produce(tx: T::Sender, msgs: Vec<Vec<u8>>) -> Box<dyn Producer>;
+    /// its sender (and its process or thread ends). `rx`, the receiver kept
+    /// here, learns where the producer is.
+    fn produce(tx: T::Sender, rx: &mut T::Receiver, msgs: Vec<Vec<u8>>) -> Box<dyn Producer>;
 
     /// Ends `rx` in this flavour's place: dropped, or with `kill` its
     /// process killed without a word (where it has a process of its own).
@@ -84,10 +85,21 @@ where
         produce: &mut dyn FnMut(&mut T::Sender),
     ) -> Vec<Digest> {
         let (start, started) = mpsc::channel::<()>();
+        let (polled, first_poll) = mpsc::channel::<()>();
         let consumer = std::thread::spawn(move || {
+            // One poll first, before anything is sent: a transport that
+            // learns its receiving thread from its first call (signals)
+            // knows it before the producer starts.
+            let first = match rx.try_recv() {
+                Ok(m) => Some(digest(m)),
+                Err(Error::Empty) => None,
+                Err(e) => panic!("a first poll of an empty channel: {e}"),
+            };
+            let _ = polled.send(());
             let _ = started.recv();
-            drain(&mut rx)
+            first.into_iter().chain(drain(&mut rx)).collect::<Vec<_>>()
         });
+        let _ = first_poll.recv();
         if !paused {
             let _ = start.send(());
         }
@@ -97,7 +109,7 @@ where
         consumer.join().expect("the consumer thread panicked")
     }
 
-    fn produce(mut tx: T::Sender, msgs: Vec<Vec<u8>>) -> Box<dyn Producer> {
+    fn produce(mut tx: T::Sender, _: &mut T::Receiver, msgs: Vec<Vec<u8>>) -> Box<dyn Producer> {
         let (steps, step) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             if step.recv().is_ok() {
@@ -177,7 +189,7 @@ impl<T: Transport> Flavor<T> for Coroutines {
         out
     }
 
-    fn produce(tx: T::Sender, msgs: Vec<Vec<u8>>) -> Box<dyn Producer> {
+    fn produce(tx: T::Sender, _: &mut T::Receiver, msgs: Vec<Vec<u8>>) -> Box<dyn Producer> {
         Box::new(LocalProducer { tx: Some(tx), msgs })
     }
 

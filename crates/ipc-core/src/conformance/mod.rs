@@ -206,7 +206,10 @@ pub fn one_byte_over_is_too_large<T: Transport, F: Flavor<T>>() {
 pub fn sender_dropped_is_disconnected<T: Transport, F: Flavor<T>>() {
     let _w = Watchdog::start("sender_dropped_is_disconnected", LIMIT);
     let (tx, mut rx) = channel::<T>(F::MODE);
-    let mut producer = F::produce(tx, vec![b"last words".to_vec()]);
+    let mut producer = F::produce(tx, &mut rx, vec![b"last words".to_vec()]);
+    // A first poll, as a consumer would: a transport that learns its
+    // receiving thread from its first call (signals) knows it from here on.
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
     producer.go();
     producer.finish();
     assert_eq!(
@@ -221,7 +224,8 @@ pub fn sender_dropped_is_disconnected<T: Transport, F: Flavor<T>>() {
     ));
 
     let (tx, mut rx) = channel::<T>(F::MODE);
-    let mut producer = F::produce(tx, Vec::new());
+    let mut producer = F::produce(tx, &mut rx, Vec::new());
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
     producer.go();
     producer.finish();
     assert!(
@@ -277,7 +281,7 @@ pub fn receiver_killed_is_disconnected<T: Transport, F: Flavor<T>>() {
 pub fn empty_channel_waits<T: Transport, F: Flavor<T>>() {
     let _w = Watchdog::start("empty_channel_waits", LIMIT);
     let (tx, mut rx) = channel::<T>(F::MODE);
-    let mut producer = F::produce(tx, vec![b"now".to_vec()]);
+    let mut producer = F::produce(tx, &mut rx, vec![b"now".to_vec()]);
     assert!(matches!(rx.try_recv(), Err(Error::Empty)));
     let asked = Duration::from_millis(50);
     let start = Instant::now();
@@ -383,6 +387,87 @@ pub fn several_producers_keep_their_order<T: Transport, F: Flavor<T>>() {
         }
     });
     assert_same(&digests(&sent), &got);
+}
+
+/// Every check of the suite, by name (the list [`conformance_tests!`] runs).
+pub fn checks<T: Transport, F: Flavor<T>>() -> Vec<(&'static str, fn())> {
+    vec![
+        ("round_trip", round_trip::<T, F>),
+        ("keeps_order", keeps_order::<T, F>),
+        (
+            "every_size_to_the_maximum",
+            every_size_to_the_maximum::<T, F>,
+        ),
+        (
+            "one_byte_over_is_too_large",
+            one_byte_over_is_too_large::<T, F>,
+        ),
+        (
+            "sender_dropped_is_disconnected",
+            sender_dropped_is_disconnected::<T, F>,
+        ),
+        (
+            "receiver_dropped_is_disconnected",
+            receiver_dropped_is_disconnected::<T, F>,
+        ),
+        (
+            "receiver_killed_is_disconnected",
+            receiver_killed_is_disconnected::<T, F>,
+        ),
+        ("empty_channel_waits", empty_channel_waits::<T, F>),
+        (
+            "random_sizes_nothing_lost",
+            random_sizes_nothing_lost::<T, F>,
+        ),
+        (
+            "try_send_fills_until_full",
+            try_send_fills_until_full::<T, F>,
+        ),
+        (
+            "several_producers_keep_their_order",
+            several_producers_keep_their_order::<T, F>,
+        ),
+    ]
+}
+
+/// The first argument of a `harness = false` test binary, if it names a
+/// test to run alone (as the process flavour's child is started).
+pub fn only_test() -> Option<String> {
+    std::env::args().nth(1).filter(|a| !a.starts_with('-'))
+}
+
+/// Runs the suite in a `harness = false` test binary (for a transport whose
+/// process mode needs the whole process prepared first, such as signals):
+/// every check, named `<prefix>::<check>`, or only the one named by the
+/// first argument (as the process flavour starts its child, which then
+/// plays the other end). Prints a line per check as the test runner does;
+/// returns how many failed.
+///
+/// # Safety
+///
+/// As for [`run`]: only the process flavour may set the variables its
+/// child reads.
+pub unsafe fn run_suite<T: Transport, F: Flavor<T>>(prefix: &str) -> usize {
+    let only = only_test();
+    let mut failed = 0;
+    for (name, check) in checks::<T, F>() {
+        let full = format!("{prefix}::{name}");
+        if only.as_ref().is_some_and(|o| *o != full) {
+            continue;
+        }
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: passed on from our caller.
+            unsafe { run::<T, F>(prefix, name, check) }
+        }));
+        if only.is_none() {
+            println!(
+                "test {full} ... {}",
+                if ran.is_ok() { "ok" } else { "FAILED" }
+            );
+        }
+        failed += usize::from(ran.is_err());
+    }
+    failed
 }
 
 /// Runs the whole suite for a transport: `conformance_tests!(module, Type,

@@ -197,10 +197,11 @@ impl<T: Transport> Flavor<T> for Processes {
         got
     }
 
-    fn produce(tx: T::Sender, msgs: Vec<Vec<u8>>) -> Box<dyn Producer> {
+    fn produce(tx: T::Sender, rx: &mut T::Receiver, msgs: Vec<Vec<u8>>) -> Box<dyn Producer> {
         let mut handover = Handover::new();
         let endpoint = T::export_sender(tx, &mut handover).expect("export the sender");
-        let (peer, _) = Peer::spawn(&Role::Source { msgs }, endpoint, handover);
+        let (peer, who) = Peer::spawn(&Role::Source { msgs }, endpoint, handover);
+        T::set_peer_of_receiver(rx, &who).expect("tell the receiver its peer");
         Box::new(ChildProducer { peer: Some(peer) })
     }
 
