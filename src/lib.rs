@@ -12,6 +12,8 @@ pub fn entries() -> Vec<Entry> {
     vec![
         Entry::of::<ipc_pipes::Pipe>(),
         Entry::of::<ipc_pipes::Fifo>(),
+        Entry::of::<ipc_signals::Rt>(),
+        Entry::of::<ipc_signals::Doorbell>(),
         Entry::of::<ipc_shm::ShmRing>(),
         #[cfg(feature = "shared_memory")]
         Entry::of::<ipc_shm::ShmRingCrate>(),

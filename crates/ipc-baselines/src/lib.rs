@@ -6,6 +6,7 @@
 //! - [`shm`]: the atomic floor (two threads, one cache line), single-core
 //!   `memcpy`, and a bare two-thread copy ring, for shared memory;
 //! - [`pipe`]: a raw pipe ping-pong, for pipes and FIFOs;
+//! - [`signal`]: a bare real-time signal ping-pong, for signals;
 //! - [`coroutine`]: a bare hand-polled coroutine, for coroutines.
 //!
 //! ```
@@ -19,3 +20,4 @@ compile_error!("ipc-showcase runs on Linux only.");
 pub mod coroutine;
 pub mod pipe;
 pub mod shm;
+pub mod signal;
