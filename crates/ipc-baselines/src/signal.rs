@@ -51,6 +51,19 @@ pub fn round_trips(count: usize, warmup: usize) -> Option<Vec<u64>> {
     // SAFETY: pthread_sigmask reads `set` and writes the old mask into `old`,
     // both on our stack; it changes only this thread's mask (restored below).
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    // Signals of these numbers still pending from earlier users of them
+    // (this process may have had channels on them) would read as answers.
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: sigtimedwait with a zero timeout takes a pending signal of
+    // the set, if any, into `info` on our stack; the set is blocked above.
+    while unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::sigtimedwait(&set, &mut info, &zero)
+    } > 0
+    {}
     // SAFETY: getpid and gettid cannot fail and touch no memory.
     let (me, my_thread) = unsafe { (libc::getpid(), libc::gettid()) };
     let there_set = set_of(&[there]);

@@ -47,4 +47,5 @@ pub use config::{Batch, RunConfig};
 pub use entry::{DemoReport, Entry};
 pub use error::{HarnessError, Result};
 pub use payload::Verify;
+pub use sys::{machine, single_cpu_affinity};
 pub use wait::Wait;
