@@ -62,5 +62,6 @@ mod transport;
 pub use endpoint::{Endpoint, Handover};
 pub use error::{Error, Result, LIMIT_OPTION};
 pub use transport::{
-    check_mode, unsupported, Handler, Limit, Mode, Options, Receiver, Sender, Transport,
+    check_mode, unsupported, Handler, Limit, LossReport, LostMessage, Mode, Options, Receiver,
+    Sender, Transport,
 };

@@ -153,6 +153,22 @@ pub trait Receiver {
 /// A consumer run as a coroutine: called with each message as it arrives.
 pub type Handler = Box<dyn FnMut(&[u8]) -> Result<()>>;
 
+/// A message a channel lost to the death of a process that had it in hand
+/// (see [`Transport::loss_report`]): the sender it came from and its number
+/// among that sender's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LostMessage {
+    /// The sender it came from, as [`Transport::producer_number`] names it.
+    pub producer: u32,
+    /// Its number among that sender's messages, from 0.
+    pub seq: u64,
+}
+
+/// Asks a channel, at any time, which messages it has lost to deaths so far
+/// (after repairing what the deaths left); it keeps the channel's shared
+/// state for as long as it lives.
+pub type LossReport = Box<dyn Fn() -> Vec<LostMessage> + Send + Sync>;
+
 /// A limit on sizes, with the name an error or a usage message gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -306,6 +322,22 @@ pub trait Transport: 'static {
     fn set_peer_of_receiver(end: &mut Self::Receiver, peer: &PeerProcess) -> Result<()> {
         let _ = (end, peer);
         Ok(())
+    }
+
+    /// For a transport that survives the death of one of several
+    /// consumers or producers at the cost of the message it had in hand
+    /// (ipc-semaphores): the report of those messages, which the producers'
+    /// side can read once every consumer is done. `None`, the default: the
+    /// transport never loses a message without an error at the other end.
+    fn loss_report(end: &Self::Sender) -> Option<LossReport> {
+        let _ = end;
+        None
+    }
+
+    /// The number the messages `end` sends carry in a [`LostMessage`].
+    fn producer_number(end: &Self::Sender) -> Option<u32> {
+        let _ = end;
+        None
     }
 
     /// Reopens, in the child, a sender exported by the parent.

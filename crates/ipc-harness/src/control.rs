@@ -3,7 +3,9 @@
 //! a stream the consumer says [`Control::Warm`], after the last message
 //! [`Control::Done`] (with its CPU time and, with several producers, what it
 //! got from each), at the first bad message [`Control::Fail`]; after the
-//! last echo of a ping-pong, [`Control::Cpu`].
+//! last echo of a ping-pong, [`Control::Cpu`]; in the demo with several
+//! consumers, [`Control::Got`] for each task as it arrives (so that what a
+//! consumer got is known even if it dies).
 //!
 //! Each is one message: the 4 bytes `ipcC`, a kind byte, then its body,
 //! little-endian. A message that is not exactly one of these is an error,
@@ -16,6 +18,7 @@ const WARM: u8 = 1;
 const DONE: u8 = 2;
 const CPU: u8 = 3;
 const FAIL: u8 = 4;
+const GOT: u8 = 5;
 
 /// What one consumer received from one producer: how many messages, and a
 /// fingerprint of their numbers (see [`Tally::add`]).
@@ -76,6 +79,13 @@ pub enum Control {
     Cpu(Option<u64>),
     /// The consumer found a bad message, and why.
     Fail(String),
+    /// The demo's consumer got task `seq` of producer `producer`.
+    Got {
+        /// The producer's number.
+        producer: u32,
+        /// The task's number from that producer.
+        seq: u64,
+    },
 }
 
 fn ns(v: Option<u64>) -> [u8; 8] {
@@ -115,6 +125,11 @@ impl Control {
                 out.push(FAIL);
                 out.extend_from_slice(why.as_bytes());
             }
+            Control::Got { producer, seq } => {
+                out.push(GOT);
+                out.extend_from_slice(&producer.to_le_bytes());
+                out.extend_from_slice(&seq.to_le_bytes());
+            }
         }
         out
     }
@@ -138,6 +153,10 @@ impl Control {
             (WARM, 0) => Ok(Control::Warm),
             (CPU, 8) => Ok(Control::Cpu(unknown(word(body)))),
             (FAIL, _) => Ok(Control::Fail(String::from_utf8_lossy(body).into_owned())),
+            (GOT, 12) => Ok(Control::Got {
+                producer: u32::from_le_bytes([body[0], body[1], body[2], body[3]]),
+                seq: word(&body[4..]),
+            }),
             (DONE, len) if len >= 12 => {
                 let n = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
                 let rest = &body[12..];
@@ -172,6 +191,10 @@ mod tests {
             Control::Cpu(Some(1234)),
             Control::Cpu(None),
             Control::Fail("message 7 is corrupt".into()),
+            Control::Got {
+                producer: 3,
+                seq: u64::MAX - 1,
+            },
             Control::Done {
                 cpu_ns: Some(5),
                 tally: vec![],
@@ -195,6 +218,12 @@ mod tests {
         }
         .encode();
         done.push(0);
+        let mut got = Control::Got {
+            producer: 1,
+            seq: 2,
+        }
+        .encode();
+        got.pop();
         for bad in [
             &b""[..],
             b"cpu 12x",
@@ -203,6 +232,7 @@ mod tests {
             b"ipcC\x01extra",
             &cpu,
             &done,
+            &got,
             b"ipcC\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
         ] {
             assert!(

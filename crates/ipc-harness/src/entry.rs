@@ -20,8 +20,22 @@ use crate::shared;
 pub enum DemoReport {
     /// The round trip of each task, in order.
     RoundTrips(Vec<Duration>),
-    /// Tasks sent, each received exactly once.
-    Tasks(u64),
+    /// Several producers or consumers: what each consumer received.
+    Tasks(SharedDemo),
+}
+
+/// What the demo with several producers or consumers saw. Every task sent
+/// was received exactly once by one of the consumers, or reported lost by
+/// the channel (see [`ipc_core::Transport::loss_report`]) after the death
+/// of the consumer that had it in hand.
+#[derive(Debug, Clone, Default)]
+pub struct SharedDemo {
+    /// Tasks each consumer received (until it died, for one that died).
+    pub per_consumer: Vec<u64>,
+    /// Tasks the channel reported lost: producer and task number.
+    pub lost: Vec<(usize, u64)>,
+    /// The consumers that died mid-run: number, pid, and how.
+    pub died: Vec<(usize, u32, String)>,
 }
 
 /// A transport the harness can run, by method and variant.

@@ -44,7 +44,7 @@ pub mod wait;
 
 pub use cli::{main, remove_objects_on_interrupt, run_peer_if_asked, Extension, MethodInfo};
 pub use config::{Batch, RunConfig};
-pub use entry::{DemoReport, Entry};
+pub use entry::{DemoReport, Entry, SharedDemo};
 pub use error::{HarnessError, Result};
 pub use payload::Verify;
 pub use sys::{machine, single_cpu_affinity};

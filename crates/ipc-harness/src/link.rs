@@ -21,7 +21,7 @@ pub(crate) enum Place {
 
 impl Place {
     /// Waits for the consumer to end, after its channel was closed.
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         match self {
             Place::Process(child) => child.finish(),
             Place::Thread(handle) => handle.join().unwrap_or_else(|_| {

@@ -190,7 +190,13 @@ impl<S: Sender> Consumer<S> {
                 let text = String::from_utf8_lossy(msg).into_owned();
                 println!("consumer {consumer}: got {text:?}");
                 match parse_task(&text).filter(|&(p, _)| p < producers) {
-                    Some((p, i)) => self.tally[p].add(i),
+                    Some((p, i)) => {
+                        self.tally[p].add(i);
+                        self.answer(Control::Got {
+                            producer: p as u32,
+                            seq: i,
+                        })?;
+                    }
                     None => {
                         self.answer(Control::Fail(format!("{text:?} is not a task")))?;
                         return Ok(Flow::Stop);

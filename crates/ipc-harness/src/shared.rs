@@ -14,8 +14,9 @@ use ipc_core::{Sender, Transport};
 
 use crate::config::RunConfig;
 use crate::control::{Control, Tally};
+use crate::entry::SharedDemo;
 use crate::error::{HarnessError, Result};
-use crate::link::{connect_shared, pin_producer, SharedLink};
+use crate::link::{connect_shared, pin_producer, Place, SharedLink};
 use crate::measure::per_second;
 use crate::payload;
 use crate::protocol::{shared_stamp, task_text, Role};
@@ -167,9 +168,12 @@ where
 
 /// The demo with several producers or consumers: each producer sends
 /// `count` tasks ("producer P: task I") with the pause between them, each
-/// consumer prints the tasks it gets; at the end every task must have
-/// reached exactly one consumer. Returns the tasks sent.
-pub fn demo_shared<T: Transport>(cfg: &RunConfig) -> Result<u64>
+/// consumer prints the tasks it gets and says so ([`Control::Got`]); at the
+/// end every task must have reached exactly one consumer, or have been
+/// reported lost by the channel after the death of the consumer that had it
+/// in hand, and nothing else. A consumer that dies leaves the others to
+/// finish the run; when all are gone, the producers' error says so.
+pub fn demo_shared<T: Transport>(cfg: &RunConfig) -> Result<SharedDemo>
 where
     T::Sender: Send,
     T::Receiver: Send,
@@ -181,8 +185,15 @@ where
         consumer,
     })?;
     let senders = std::mem::take(&mut link.senders);
+    let numbers: Vec<Option<u32>> = senders.iter().map(T::producer_number).collect();
+    let losses = senders.first().and_then(T::loss_report);
+    let consumers = std::mem::take(&mut link.consumers);
     let start = Barrier::new(producers + 1);
-    let produced = std::thread::scope(|scope| {
+    let (produced, heard) = std::thread::scope(|scope| {
+        let collectors: Vec<_> = consumers
+            .into_iter()
+            .map(|(answers, place)| scope.spawn(move || collect::<T>(cfg, answers, place)))
+            .collect();
         let handle = scope.spawn(|| {
             run_producers(cfg, senders, |p, tx| {
                 start.wait();
@@ -198,18 +209,135 @@ where
             })
         });
         start.wait();
-        handle
+        let produced = handle
             .join()
-            .unwrap_or_else(|_| Err(HarnessError::Other("the producers panicked".into())))
+            .unwrap_or_else(|_| Err(HarnessError::Other("the producers panicked".into())));
+        let heard: Vec<Heard> = collectors
+            .into_iter()
+            .map(|c| {
+                c.join()
+                    .unwrap_or_else(|_| Heard::failed("a collector panicked"))
+            })
+            .collect();
+        (produced, heard)
     });
-    let result = produced.and_then(|_| {
-        let sent = vec![cfg.count; producers];
-        check_tallies(&mut link, cfg, &sent).map(|_| cfg.count * producers as u64)
-    });
-    match result {
-        Ok(tasks) => link.finish().map(|()| tasks),
-        Err(e) => Err(link.explain(e)),
+    let mut report = SharedDemo::default();
+    for (j, h) in heard.iter().enumerate() {
+        match &h.ended {
+            Ok(()) => {}
+            Err(HarnessError::PeerDied { pid, how }) => report.died.push((j, *pid, how.clone())),
+            Err(e) => return Err(HarnessError::Other(format!("consumer {j}: {e}"))),
+        }
+        if let Err(why) = &h.end {
+            return Err(HarnessError::Verify(format!("consumer {j}: {why}")));
+        }
     }
+    if let Err(e) = produced {
+        // Every consumer gone: that is the cause.
+        return Err(match report.died.first() {
+            Some((_, pid, how)) => HarnessError::PeerDied {
+                pid: *pid,
+                how: how.clone(),
+            },
+            None => e,
+        });
+    }
+    let lost = losses.map(|report| report()).unwrap_or_default();
+    report.lost = lost
+        .iter()
+        .filter_map(|l| {
+            let p = numbers.iter().position(|&n| n == Some(l.producer))?;
+            Some((p, l.seq))
+        })
+        .collect();
+    report.per_consumer = heard.iter().map(|h| h.got.len() as u64).collect();
+    check_demo(cfg, &heard, &report)?;
+    Ok(report)
+}
+
+/// What one consumer of the demo said, and how it ended.
+struct Heard {
+    /// The tasks it said it got, in order.
+    got: Vec<(usize, u64)>,
+    /// Its last word: `Done` agreeing with what it said, or the error that
+    /// ended it (`Ok` also when it died: its place tells).
+    end: std::result::Result<(), String>,
+    /// How its process or thread ended.
+    ended: Result<()>,
+}
+
+impl Heard {
+    fn failed(why: &str) -> Heard {
+        Heard {
+            got: Vec::new(),
+            end: Err(why.to_owned()),
+            ended: Ok(()),
+        }
+    }
+}
+
+/// Reads what a demo consumer says until it is done or gone, then waits
+/// for it to end.
+fn collect<T: Transport>(cfg: &RunConfig, mut answers: T::Receiver, place: Place) -> Heard {
+    let mut got = Vec::new();
+    let end = loop {
+        match cfg.wait.recv_with(&mut answers, Control::decode) {
+            Ok(Ok(Control::Got { producer, seq })) => got.push((producer as usize, seq)),
+            Ok(Ok(Control::Done { tally, .. })) => {
+                let said: u64 = tally.iter().map(|t| t.count).sum();
+                break if said == got.len() as u64 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "said it got {} tasks, then {said} in all",
+                        got.len()
+                    ))
+                };
+            }
+            Ok(Ok(Control::Fail(why))) => break Err(why),
+            Ok(Ok(other)) => break Err(format!("an unexpected {other:?}")),
+            Ok(Err(e)) => break Err(e.to_string()),
+            // Gone without a word: how, its place tells.
+            Err(e) if e.is_disconnected() => break Ok(()),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    drop(answers);
+    let ended = place.finish();
+    Heard { got, end, ended }
+}
+
+/// The demo's check: no task twice, and every task sent received or
+/// reported lost, with no more reported than consumers died.
+fn check_demo(cfg: &RunConfig, heard: &[Heard], report: &SharedDemo) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (j, h) in heard.iter().enumerate() {
+        for &(p, i) in &h.got {
+            if !seen.insert((p, i)) {
+                return Err(HarnessError::Verify(format!(
+                    "producer {p}'s task {i} was received twice (the second time by consumer {j})"
+                )));
+            }
+        }
+    }
+    if report.lost.len() > report.died.len() {
+        return Err(HarnessError::Verify(format!(
+            "the channel reported {} tasks lost for {} deaths: {:?}",
+            report.lost.len(),
+            report.died.len(),
+            report.lost
+        )));
+    }
+    for p in 0..cfg.producers {
+        for i in 0..cfg.count {
+            if !seen.contains(&(p, i)) && !report.lost.contains(&(p, i)) {
+                return Err(HarnessError::Verify(format!(
+                    "producer {p}'s task {i} was sent, and neither received nor reported lost"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

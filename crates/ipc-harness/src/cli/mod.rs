@@ -276,10 +276,32 @@ fn demo(d: DemoArgs, entries: &[Entry]) -> Result<()> {
                 );
             }
         }
-        DemoReport::Tasks(n) => println!(
-            "{n} tasks from {} producer(s), each received exactly once by one of {} consumer(s)",
-            cfg.producers, cfg.consumers
-        ),
+        DemoReport::Tasks(demo) => {
+            for (c, n) in demo.per_consumer.iter().enumerate() {
+                match demo.died.iter().find(|(d, ..)| *d == c) {
+                    Some((_, pid, how)) => {
+                        println!("consumer {c}: {n} tasks, then its process (pid {pid}) {how}")
+                    }
+                    None => println!("consumer {c}: {n} tasks"),
+                }
+            }
+            for (p, i) in &demo.lost {
+                println!("lost: producer {p}'s task {i}, in the hands of a consumer that died (reported by the channel)");
+            }
+            let received: u64 = demo.per_consumer.iter().sum();
+            println!(
+                "check: {received} tasks from {} producer(s), each received exactly once by one of {} consumer(s); {} reported lost; none missing or duplicated",
+                cfg.producers,
+                cfg.consumers,
+                demo.lost.len()
+            );
+            if let Some((c, pid, how)) = demo.died.first() {
+                return Err(HarnessError::PeerDied {
+                    pid: *pid,
+                    how: format!("{how} (consumer {c}; the other consumers finished the run)"),
+                });
+            }
+        }
     }
     Ok(())
 }
