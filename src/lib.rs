@@ -14,6 +14,7 @@ pub fn entries() -> Vec<Entry> {
         Entry::of::<ipc_pipes::Fifo>(),
         Entry::of::<ipc_signals::Rt>(),
         Entry::of::<ipc_signals::Doorbell>(),
+        Entry::of::<ipc_semaphores::Semaphores>(),
         Entry::of::<ipc_shm::ShmRing>(),
         #[cfg(feature = "shared_memory")]
         Entry::of::<ipc_shm::ShmRingCrate>(),

@@ -7,6 +7,8 @@
 //!   `memcpy`, and a bare two-thread copy ring, for shared memory;
 //! - [`pipe`]: a raw pipe ping-pong, for pipes and FIFOs;
 //! - [`signal`]: a bare real-time signal ping-pong, for signals;
+//! - [`semaphore`]: a bare `sem_post`/`sem_wait` ping-pong between two
+//!   processes, for semaphores;
 //! - [`coroutine`]: a bare hand-polled coroutine, for coroutines.
 //!
 //! ```
@@ -19,5 +21,6 @@ compile_error!("ipc-showcase runs on Linux only.");
 
 pub mod coroutine;
 pub mod pipe;
+pub mod semaphore;
 pub mod shm;
 pub mod signal;

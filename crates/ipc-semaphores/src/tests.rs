@@ -1,0 +1,261 @@
+//! The buffer's repair, limits and errors, one case at a time; the
+//! conformance suite (in lib.rs) and `tests/deaths.rs` (processes that
+//! really die) do the rest.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ipc_core::conformance::a_dead_process;
+use ipc_core::{Endpoint, Error, Handover, Mode, Options, Receiver, Sender, Transport};
+
+use crate::layout::*;
+use crate::sys::{self, Taken};
+use crate::{LostMessage, SemReceiver, SemSender, Semaphores};
+
+fn channel(slot: usize, slots: usize) -> (SemSender, SemReceiver) {
+    let opts = Options::default().max_message(slot).capacity(slot * slots);
+    Semaphores::channel(Mode::Thread, &opts).expect("channel")
+}
+
+/// Makes participant `i` look like it belongs to a process that died.
+fn kill_participant(rx: &SemReceiver, i: usize) {
+    let p = rx.buffer().participant(i);
+    p.owner.set(Some(a_dead_process().id()));
+}
+
+#[test]
+fn a_message_larger_than_a_slot_is_too_large_naming_the_slot_size() {
+    let (mut tx, _rx) = channel(100, 4);
+    match tx.send(&[0; 101]) {
+        Err(Error::TooLarge {
+            len: 101,
+            max: 100,
+            limit,
+        }) => {
+            assert!(limit.contains("slot size"), "{limit}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_capacity_option_sets_the_slots_and_its_limit_holds() {
+    let (_tx, rx) = channel(64, 10);
+    assert_eq!(rx.state().expect("state").slots, 10);
+    let too_big = Options::default().max_message(64).capacity((1 << 30) + 1);
+    match Semaphores::channel(Mode::Thread, &too_big) {
+        Err(e) => assert!(e.to_string().contains("semaphore buffer (1 GiB)"), "{e}"),
+        Ok(_) => panic!("a buffer over 1 GiB was made"),
+    }
+    // A slot over the limit is lowered to it, and the default count of
+    // slots to what fits the default capacity.
+    let (tx, rx) = Semaphores::channel(Mode::Thread, &Options::default().max_message(usize::MAX))
+        .expect("channel");
+    assert_eq!(tx.max_message(), crate::SLOT_LIMIT.bytes);
+    assert_eq!(
+        rx.state().expect("state").slots,
+        crate::DEFAULT_CAPACITY / crate::SLOT_LIMIT.bytes
+    );
+}
+
+#[test]
+fn a_token_taken_by_a_participant_that_died_comes_back() {
+    let (tx, mut rx) = channel(16, 4);
+    let dead = Semaphores::clone_sender(&tx).expect("clone");
+    let i = dead.participant() as usize;
+    // It took a token and said so, then died: no slot shows it.
+    // SAFETY: the buffer's own semaphore.
+    assert!(unsafe { sys::sem_try(rx.buffer().empty()) }.expect("take"));
+    rx.buffer()
+        .participant(i)
+        .phase
+        .store(HOLD, Ordering::SeqCst);
+    kill_participant(&rx, i);
+    std::mem::forget(dead);
+    let s = rx.state().expect("state");
+    assert_eq!((s.free, s.empty_tokens, s.full_tokens), (4, 4, 0));
+    assert!(rx.lost_messages().is_empty());
+    assert_eq!(
+        rx.buffer().participant(i).state.load(Ordering::SeqCst),
+        UNUSED
+    );
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn a_slot_a_dead_producer_was_writing_is_freed_and_its_message_reported() {
+    let (mut tx, mut rx) = channel(16, 2);
+    let mut dead = Semaphores::clone_sender(&tx).expect("clone");
+    dead.send(b"first").expect("send");
+    let i = dead.participant() as usize;
+    // Its second message: the token taken, the slot held, half written.
+    let b = std::sync::Arc::clone(rx.buffer());
+    // SAFETY: the buffer's own semaphore.
+    assert!(unsafe { sys::sem_try(b.empty()) }.expect("take"));
+    let s = (0..2)
+        .find(|&s| b.slot(s).state.load(Ordering::SeqCst) == FREE)
+        .expect("a free slot");
+    b.slot(s).producer.store(i as u32, Ordering::SeqCst);
+    b.slot(s).seq.store(1, Ordering::SeqCst);
+    b.slot(s).holder.store(i as u32, Ordering::SeqCst);
+    b.slot(s).state.store(WRITING, Ordering::SeqCst);
+    b.participant(i).phase.store(SLOT, Ordering::SeqCst);
+    kill_participant(&rx, i);
+    std::mem::forget(dead);
+    assert_eq!(rx.recv().expect("the first message"), b"first");
+    assert_eq!(
+        rx.lost_messages(),
+        vec![LostMessage {
+            producer: i as u32,
+            seq: 1
+        }]
+    );
+    let st = rx.state().expect("state");
+    assert_eq!((st.free, st.empty_tokens, st.full_tokens), (2, 2, 0));
+    tx.send(b"after").expect("send");
+    assert_eq!(rx.recv().expect("recv"), b"after");
+}
+
+#[test]
+fn a_token_too_many_is_dropped_not_spent_on_a_slot_that_is_not_there() {
+    let (mut tx, rx) = channel(16, 1);
+    tx.send(b"fills the slot").expect("send");
+    // SAFETY: the buffer's own semaphore: one token more than free slots,
+    // as a repair can leave while a waiter has not said it holds one.
+    unsafe { sys::sem_post(rx.buffer().empty()) }.expect("post");
+    assert!(matches!(tx.try_send(b"no room"), Err(Error::Full)));
+    let s = rx.state().expect("state");
+    assert_eq!((s.full, s.empty_tokens, s.full_tokens), (1, 0, 1));
+}
+
+#[test]
+fn a_wait_ends_at_its_limit_on_the_monotonic_clock() {
+    let (_tx, rx) = channel(16, 1);
+    let started = Instant::now();
+    // SAFETY: the buffer's own semaphore; `full` holds no token.
+    let taken = unsafe { sys::sem_wait_for(rx.buffer().full(), Duration::from_millis(30)) };
+    assert_eq!(taken.expect("wait"), Taken::TimedOut);
+    assert!(started.elapsed() >= Duration::from_millis(30));
+}
+
+#[test]
+fn a_receive_with_a_timeout_times_out() {
+    let (_tx, mut rx) = channel(16, 1);
+    let started = Instant::now();
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(120)),
+        Err(Error::Timeout)
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(120));
+}
+
+#[test]
+fn a_missing_or_foreign_region_is_refused() {
+    let mut ep = Endpoint::new(Semaphores::NAME, Semaphores::VARIANT, 16);
+    ep.name = Some("ipc-showcase.semaphores.1.1.no-such-buffer".into());
+    ep.extra = vec![0];
+    assert!(Semaphores::open_sender(ep).is_err());
+
+    let foreign =
+        ipc_shm::Region::create::<ipc_shm::Native>("semaphores", 1 << 16).expect("region");
+    let mut ep = Endpoint::new(Semaphores::NAME, Semaphores::VARIANT, 16);
+    ep.name = Some(foreign.name().to_owned());
+    ep.extra = vec![0];
+    match Semaphores::open_receiver(ep) {
+        Err(Error::BadEndpoint(why)) => assert!(
+            why.contains("not an ipc-showcase semaphore buffer"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_end_can_be_opened_once_and_only_as_what_it_was() {
+    let (tx, _rx) = channel(16, 2);
+    let ep = Semaphores::export_sender(tx, &mut Handover::new()).expect("export");
+    let mut as_receiver = Endpoint::new(Semaphores::NAME, Semaphores::VARIANT, 16);
+    as_receiver.name = ep.name.clone();
+    as_receiver.extra = ep.extra.clone();
+    assert!(matches!(
+        Semaphores::open_receiver(as_receiver),
+        Err(Error::InUse(_))
+    ));
+}
+
+#[test]
+fn the_last_end_is_not_handed_over() {
+    let (tx, rx) = channel(16, 2);
+    drop(tx);
+    assert!(matches!(
+        Semaphores::export_receiver(rx, &mut Handover::new()),
+        Err(Error::BadEndpoint(_))
+    ));
+}
+
+#[test]
+fn the_lost_log_keeps_the_last_entries() {
+    let (_tx, rx) = channel(16, 1);
+    let b = &rx.buffer();
+    for seq in 0..(LOST_LOG as u64 + 5) {
+        b.log_lost(LostMessage { producer: 7, seq });
+    }
+    let lost = rx.lost_messages();
+    assert_eq!(lost.len(), LOST_LOG);
+    assert_eq!(lost.first().map(|l| l.seq), Some(5));
+    assert_eq!(lost.last().map(|l| l.seq), Some(LOST_LOG as u64 + 4));
+}
+
+#[test]
+fn many_threads_on_both_sides_move_every_message_once() {
+    let (tx, rx) = channel(24, 3);
+    let per = 2000u64;
+    let senders: Vec<SemSender> = (0..4)
+        .map(|_| Semaphores::clone_sender(&tx).expect("clone"))
+        .collect();
+    drop(tx);
+    let receivers: Vec<SemReceiver> = (0..3)
+        .map(|_| Semaphores::clone_receiver(&rx).expect("clone"))
+        .collect();
+    let got = std::thread::scope(|s| {
+        for (p, mut tx) in senders.into_iter().enumerate() {
+            s.spawn(move || {
+                for i in 0..per {
+                    let mut m = [0u8; 24];
+                    m[..8].copy_from_slice(&(p as u64).to_le_bytes());
+                    m[8..16].copy_from_slice(&i.to_le_bytes());
+                    tx.send(&m).expect("send");
+                }
+            });
+        }
+        let handles: Vec<_> = receivers
+            .into_iter()
+            .map(|mut rx| {
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        match rx.recv() {
+                            Ok(m) => got.push((
+                                u64::from_le_bytes(m[..8].try_into().expect("8")),
+                                u64::from_le_bytes(m[8..16].try_into().expect("8")),
+                            )),
+                            Err(Error::Disconnected) => return got,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("consumer"))
+            .collect::<Vec<_>>()
+    });
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), got.len(), "duplicates");
+    assert_eq!(got.len() as u64, 4 * per, "missing");
+    let s = rx.state().expect("state");
+    assert_eq!((s.free, s.empty_tokens, s.full_tokens), (3, 3, 0));
+}
