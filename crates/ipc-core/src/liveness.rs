@@ -67,8 +67,29 @@ impl ProcessId {
 
     /// Whether this very process still runs: its pid exists, is not a
     /// zombie, and started when this one did.
+    ///
+    /// It fails safe: only a process that is not there (no
+    /// `/proc/<pid>`, or `kill(pid, 0)` says no such process), a zombie or
+    /// another start time counts as gone. When `/proc/<pid>/stat` cannot be
+    /// read for another reason (no fd left, memory, a `/proc` mounted with
+    /// `hidepid`) the process counts as running, since judging a live peer
+    /// dead would let the survivors take what it still holds.
     pub fn is_running(&self) -> bool {
-        Self::of(self.pid) == Some(*self)
+        if !(1..PID_LIMIT).contains(&self.pid) {
+            return false;
+        }
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(text) => {
+                parse_stat(self.pid, &text).is_some_and(|(state, id)| state != "Z" && id == *self)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(_) => {
+                // SAFETY: kill with signal 0 sends nothing; it only checks
+                // that the pid exists.
+                let sent = unsafe { libc::kill(self.pid as libc::pid_t, 0) };
+                sent == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+            }
+        }
     }
 
     /// The process as one non-zero word (see [`OwnerWord`]).
@@ -95,6 +116,11 @@ fn stat(pid: u32) -> Option<(String, ProcessId)> {
         return None;
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &stat)
+}
+
+/// The state and identity in the text of `/proc/<pid>/stat`.
+fn parse_stat(pid: u32, stat: &str) -> Option<(String, ProcessId)> {
     // The process name (field 2) is in parentheses and may hold anything.
     let after = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();

@@ -22,7 +22,7 @@
 //! after a repair the buffer never has fewer tokens than the truth, and the
 //! capacity comes back whole.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipc_core::liveness::{PeerProcess, ProcessId};
@@ -36,8 +36,6 @@ use crate::sys::{self, Locked};
 pub(crate) struct Buffer {
     region: Region,
     pub geo: Geometry,
-    /// The processes the parent spawned for handed-over ends, by participant.
-    expected: Mutex<Vec<(usize, PeerProcess)>>,
 }
 
 // SAFETY: the region is memory shared with other processes: every access to
@@ -143,11 +141,7 @@ impl Buffer {
                 region.name()
             )));
         }
-        let buffer = Buffer {
-            region,
-            geo,
-            expected: Mutex::new(Vec::new()),
-        };
+        let buffer = Buffer { region, geo };
         let h = buffer.header();
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         h.slot_size.store(geo.slot_size as u64, relaxed);
@@ -190,11 +184,7 @@ impl Buffer {
         if !fits {
             return Err(bad("has an impossible size"));
         }
-        Ok(Arc::new(Buffer {
-            region,
-            geo,
-            expected: Mutex::new(Vec::new()),
-        }))
+        Ok(Arc::new(Buffer { region, geo }))
     }
 
     /// Takes the mutex; after a holder that died, repairs first.
@@ -211,26 +201,19 @@ impl Buffer {
     }
 
     /// Whether participant `i` is there: held by a running process, or
-    /// handed over and still within its time to be opened.
+    /// handed over and still within its time to be opened by a process
+    /// that runs (or that nobody has named yet).
     fn alive(&self, i: usize) -> bool {
         let p = self.participant(i);
         let acquire = std::sync::atomic::Ordering::Acquire;
+        let running = |id: ProcessId| id == ProcessId::current() || id.is_running();
         match p.state.load(acquire) {
-            HELD => match p.owner.holder() {
-                Some(id) if id == ProcessId::current() => true,
-                Some(id) => id.is_running(),
-                None => false,
-            },
+            HELD => p.owner.holder().is_some_and(running),
             HANDED => {
                 let within = self.header().open_within_ns.load(acquire);
                 let in_time =
                     sys::monotonic_ns().saturating_sub(p.handed_at_ns.load(acquire)) < within;
-                let expected = self.expected.lock().ok().and_then(|e| {
-                    e.iter()
-                        .find(|(j, _)| *j == i)
-                        .map(|(_, peer)| peer.clone())
-                });
-                in_time && expected.is_none_or(|peer| peer.is_running())
+                in_time && p.owner.holder().is_none_or(running)
             }
             _ => false,
         }
@@ -258,14 +241,18 @@ impl Buffer {
             .count()
     }
 
-    /// Whether some participant in the table is dead (to be repaired).
+    /// Whether some participant in the table is dead, or a slot is held
+    /// by no participant (to be repaired).
     pub(crate) fn someone_died(&self) -> bool {
-        (0..MAX_PARTICIPANTS).any(|i| {
-            let state = self
-                .participant(i)
-                .state
-                .load(std::sync::atomic::Ordering::Acquire);
-            state != UNUSED && !self.alive(i)
+        let acquire = std::sync::atomic::Ordering::Acquire;
+        let dead = (0..MAX_PARTICIPANTS)
+            .any(|i| self.participant(i).state.load(acquire) != UNUSED && !self.alive(i));
+        dead || (0..self.geo.slots).any(|s| {
+            let slot = self.slot(s);
+            let state = slot.state.load(acquire);
+            let h = slot.holder.load(acquire) as usize;
+            (state == WRITING || state == READING)
+                && (h >= MAX_PARTICIPANTS || self.participant(h).state.load(acquire) == UNUSED)
         })
     }
 
@@ -279,35 +266,45 @@ impl Buffer {
     }
 
     /// Under the lock: frees what dead participants held (the message a
-    /// dead producer was writing, or a dead consumer was reading, is lost
-    /// and logged), removes them from the table, and recounts the
-    /// semaphores (see the module's doc).
+    /// dead producer was writing, or a dead consumer was reading or had in
+    /// hand, is lost and logged), and any slot held by no participant at
+    /// all; removes the dead from the table, and recounts the semaphores
+    /// (see the module's doc).
     pub(crate) fn repair(&self, _held: &Guard<'_>) {
         let (acquire, release) = (
             std::sync::atomic::Ordering::Acquire,
             std::sync::atomic::Ordering::Release,
         );
-        for i in 0..MAX_PARTICIPANTS {
-            let p = self.participant(i);
-            if p.state.load(acquire) == UNUSED || self.alive(i) {
+        let dead: Vec<bool> = (0..MAX_PARTICIPANTS)
+            .map(|i| self.participant(i).state.load(acquire) != UNUSED && !self.alive(i))
+            .collect();
+        let mut logged = [false; MAX_PARTICIPANTS];
+        for s in 0..self.geo.slots {
+            let slot = self.slot(s);
+            let state = slot.state.load(acquire);
+            if state != WRITING && state != READING {
                 continue;
             }
-            let mut logged = false;
-            for s in 0..self.geo.slots {
-                let slot = self.slot(s);
-                let state = slot.state.load(acquire);
-                if slot.holder.load(acquire) as usize == i && (state == WRITING || state == READING)
-                {
-                    self.log_lost(LostMessage {
-                        producer: slot.producer.load(acquire),
-                        seq: slot.seq.load(acquire),
-                    });
-                    slot.state.store(FREE, release);
-                    logged = true;
+            let h = slot.holder.load(acquire) as usize;
+            let orphan = h >= MAX_PARTICIPANTS
+                || dead[h]
+                || self.participant(h).state.load(acquire) == UNUSED;
+            if orphan {
+                self.log_lost(LostMessage {
+                    producer: slot.producer.load(acquire),
+                    seq: slot.seq.load(acquire),
+                });
+                slot.state.store(FREE, release);
+                if let Some(l) = logged.get_mut(h) {
+                    *l = true;
                 }
             }
+        }
+        for i in (0..MAX_PARTICIPANTS).filter(|&i| dead[i]) {
+            let p = self.participant(i);
             let phase = p.phase.load(acquire);
-            if !logged && p.role.load(acquire) == CONSUMER && (phase == POST || phase == IN_HAND) {
+            if !logged[i] && p.role.load(acquire) == CONSUMER && (phase == POST || phase == IN_HAND)
+            {
                 // It had freed its slot, the message copied out, and died
                 // before it asked for the next one: whether it acted on
                 // the message, nobody can tell.
@@ -320,9 +317,6 @@ impl Buffer {
             p.role.store(0, release);
             p.owner.set(None);
             p.state.store(UNUSED, release);
-            if let Ok(mut expected) = self.expected.lock() {
-                expected.retain(|(j, _)| *j != i);
-            }
         }
         self.recount();
     }
@@ -356,6 +350,7 @@ impl Buffer {
         }
     }
 
+    /// Under the lock: adds `lost` to the log.
     pub(crate) fn log_lost(&self, lost: LostMessage) {
         let n = self
             .header()
@@ -368,18 +363,22 @@ impl Buffer {
         entry
             .seq
             .store(lost.seq, std::sync::atomic::Ordering::Relaxed);
+        // Wrapping: the count is in memory any process of the run can write.
         self.header()
             .lost_count
-            .store(n + 1, std::sync::atomic::Ordering::Release);
+            .store(n.wrapping_add(1), std::sync::atomic::Ordering::Release);
     }
 
-    /// The messages lost to deaths so far (the last [`LOST_LOG`]).
-    pub(crate) fn lost(&self) -> Vec<LostMessage> {
+    /// The messages lost to deaths so far (the last [`LOST_LOG`]), after
+    /// repairing the deaths no wait has noticed yet.
+    pub(crate) fn lost(&self) -> Result<Vec<LostMessage>> {
+        let held = self.lock()?;
+        self.repair(&held);
         let n = self
             .header()
             .lost_count
             .load(std::sync::atomic::Ordering::Acquire) as usize;
-        (n.saturating_sub(LOST_LOG)..n)
+        Ok((n.saturating_sub(LOST_LOG)..n)
             .map(|i| {
                 let e = self.lost_entry(i);
                 LostMessage {
@@ -387,7 +386,7 @@ impl Buffer {
                     seq: e.seq.load(std::sync::atomic::Ordering::Relaxed),
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// Joins as a participant of `role`, held by this process.
@@ -410,6 +409,13 @@ impl Buffer {
         let p = self.participant(i);
         p.phase.store(IDLE, release);
         p.next_seq.store(0, release);
+        if role == PRODUCER {
+            let number = self
+                .header()
+                .next_producer
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            p.producer.store(number as u32, release);
+        }
         p.role.store(role, release);
         p.owner.set(Some(ProcessId::current()));
         p.state.store(HELD, release);
@@ -430,6 +436,8 @@ impl Buffer {
             )));
         }
         p.handed_at_ns.store(sys::monotonic_ns(), release);
+        // A message this end received here was delivered here.
+        p.phase.store(IDLE, release);
         p.owner.set(None);
         p.state.store(HANDED, release);
         Ok(())
@@ -466,13 +474,19 @@ impl Buffer {
         }
     }
 
-    /// Says which process will open handed-over participant `i`, unless
-    /// one was named already.
-    pub(crate) fn expect_if_unnamed(&self, i: usize, peer: &PeerProcess) {
-        if let Ok(mut e) = self.expected.lock() {
-            if !e.iter().any(|(j, _)| *j == i) {
-                e.push((i, peer.clone()));
+    /// Names `peer` as the process that will open the handed-over
+    /// participants nobody was named for yet, so that every process of the
+    /// run sees it die before it opens them.
+    pub(crate) fn expect(&self, peer: &PeerProcess) -> Result<()> {
+        let _held = self.lock()?;
+        for i in 0..MAX_PARTICIPANTS {
+            let p = self.participant(i);
+            if p.state.load(std::sync::atomic::Ordering::Acquire) == HANDED
+                && p.owner.holder().is_none()
+            {
+                p.owner.set(Some(peer.id()));
             }
         }
+        Ok(())
     }
 }

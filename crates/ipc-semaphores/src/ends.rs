@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipc_core::liveness::PeerProcess;
+use ipc_core::liveness::{PeerProcess, ProcessId};
 use ipc_core::names::CleanReport;
 use ipc_core::{
     check_mode, Endpoint, Error, Handover, Limit, LossReport, LostMessage, Mode, Options, Result,
@@ -50,6 +50,9 @@ struct End {
     handed_over: bool,
     gone: bool,
     idle: u32,
+    /// This process as its owner word holds it (read once: `getpid` is a
+    /// system call).
+    owner: Option<ProcessId>,
 }
 
 impl std::fmt::Debug for End {
@@ -77,6 +80,7 @@ impl End {
             handed_over: false,
             gone: false,
             idle: 0,
+            owner: Some(ProcessId::current()),
         }
     }
 
@@ -165,6 +169,10 @@ impl End {
     /// Gives slot `s` on (`FULL` or `FREE`) under the lock `held`, then
     /// lets the lock go and posts `sem`: a waiter woken by the post does
     /// not find the lock still held by its waker.
+    ///
+    /// Refuses, touching nothing, when the slot is no longer this end's:
+    /// when another process judged this one dead and gave the slot away,
+    /// the bytes it wrote or read may be another message's.
     fn pass_slot(
         &self,
         held: Guard<'_>,
@@ -172,16 +180,29 @@ impl End {
         state: u32,
         sem: *mut libc::sem_t,
     ) -> Result<()> {
+        let slot = self.buffer.slot(s);
+        let was = if state == FULL { WRITING } else { READING };
+        let p = self.ledger();
+        let still_mine = slot.holder.load(Ordering::Acquire) as usize == self.me
+            && slot.state.load(Ordering::Acquire) == was
+            && p.owner.holder() == self.owner
+            && p.state.load(Ordering::Acquire) == HELD;
+        if !still_mine {
+            return Err(Error::Corrupt(format!(
+                "slot {s} of the buffer {} was taken from this end while it held it (another process judged this one dead)",
+                self.buffer.name()
+            )));
+        }
         // The ledger first: a death between the two stores finds the slot
         // still held, and its message is lost and logged once.
-        self.ledger().phase.store(POST, Ordering::SeqCst);
-        self.buffer.slot(s).state.store(state, Ordering::SeqCst);
+        p.phase.store(POST, Ordering::SeqCst);
+        slot.state.store(state, Ordering::SeqCst);
         drop(held);
         hook::reached(self.role, Point::BeforePost);
         // SAFETY: `sem` is one of the buffer's semaphores, in its region.
         let posted = unsafe { sys::sem_post(sem) };
         let after = if self.role == CONSUMER { IN_HAND } else { IDLE };
-        self.ledger().phase.store(after, Ordering::SeqCst);
+        p.phase.store(after, Ordering::SeqCst);
         posted.map_err(|e| Error::io("post the buffer's semaphore", e))
     }
 
@@ -244,7 +265,8 @@ impl SemSender {
             };
             let p = e.ledger();
             let slot = b.slot(s);
-            slot.producer.store(e.me as u32, Ordering::Release);
+            slot.producer
+                .store(p.producer.load(Ordering::Acquire), Ordering::Release);
             slot.seq
                 .store(p.next_seq.fetch_add(1, Ordering::AcqRel), Ordering::Release);
             slot.ticket.store(
@@ -275,10 +297,16 @@ impl SemSender {
         }
     }
 
-    /// The participant this end is in the buffer (the `producer` of the
-    /// messages it sends, in [`LostMessage`]).
-    pub fn participant(&self) -> u32 {
-        self.end.me as u32
+    /// This producer's number in the buffer: the `producer` of the
+    /// messages it sends, in a [`LostMessage`].
+    pub fn producer_number(&self) -> u32 {
+        self.end.ledger().producer.load(Ordering::Acquire)
+    }
+
+    /// Its entry in the buffer's table of participants.
+    #[cfg(test)]
+    pub(crate) fn participant(&self) -> usize {
+        self.end.me
     }
 }
 
@@ -360,9 +388,7 @@ impl SemReceiver {
     /// The messages lost so far to the death of a process that was writing
     /// or reading them: at most one per death. Every other message a
     /// producer sent arrives exactly once.
-    pub fn lost_messages(&self) -> Vec<LostMessage> {
-        // The deaths no wait has noticed yet count too.
-        let _ = self.end.buffer.repair_if_needed();
+    pub fn lost_messages(&self) -> Result<Vec<LostMessage>> {
         self.end.buffer.lost()
     }
 
@@ -514,13 +540,11 @@ impl Transport for Semaphores {
     }
 
     fn set_peer_of_sender(end: &mut SemSender, peer: &PeerProcess) -> Result<()> {
-        expect_peer(&end.end.buffer, peer);
-        Ok(())
+        end.end.buffer.expect(peer)
     }
 
     fn set_peer_of_receiver(end: &mut SemReceiver, peer: &PeerProcess) -> Result<()> {
-        expect_peer(&end.end.buffer, peer);
-        Ok(())
+        end.end.buffer.expect(peer)
     }
 
     fn export_sender(mut end: SemSender, _handover: &mut Handover) -> Result<Endpoint> {
@@ -548,29 +572,17 @@ impl Transport for Semaphores {
 
     fn loss_report(end: &SemSender) -> Option<LossReport> {
         let buffer = Arc::clone(&end.end.buffer);
-        Some(Box::new(move || {
-            // The deaths no wait has noticed yet count too.
-            let _ = buffer.repair_if_needed();
-            buffer.lost()
-        }))
+        // The lock fails only when the buffer can no longer be used at all,
+        // and then the run has failed and says so.
+        Some(Box::new(move || buffer.lost().unwrap_or_default()))
     }
 
     fn producer_number(end: &SemSender) -> Option<u32> {
-        Some(end.participant())
+        Some(end.producer_number())
     }
 
     fn clean() -> Result<CleanReport> {
         ipc_shm::clean(Self::NAME)
-    }
-}
-
-/// Names `peer` as the process that will open the ends handed over and not
-/// yet named (the parent says so right after each spawn).
-fn expect_peer(buffer: &Buffer, peer: &PeerProcess) {
-    for i in 0..MAX_PARTICIPANTS {
-        if buffer.participant(i).state.load(Ordering::Acquire) == HANDED {
-            buffer.expect_if_unnamed(i, peer);
-        }
     }
 }
 

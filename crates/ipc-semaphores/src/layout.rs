@@ -56,11 +56,16 @@ pub(crate) struct Header {
     pub next_ticket: AtomicU64,
     /// Lost messages logged so far (the log keeps the last [`LOST_LOG`]).
     pub lost_count: AtomicU64,
+    /// The next producer's number: a producer is known by it in slots and
+    /// in the lost log, so that a table entry used again by another end
+    /// does not make two producers one.
+    pub next_producer: AtomicU64,
 }
 
 /// A participant's part in the table (state).
 pub(crate) const UNUSED: u32 = 0;
-/// Handed to a process that has not opened it yet.
+/// Handed to a process that has not opened it yet (the owner word names
+/// that process once the parent knows it, or nobody).
 pub(crate) const HANDED: u32 = 1;
 /// Held by the process its owner word names.
 pub(crate) const HELD: u32 = 2;
@@ -104,7 +109,8 @@ pub(crate) struct Participant {
     /// the consumer dies after freeing the slot.
     pub in_hand_seq: AtomicU64,
     pub in_hand_producer: AtomicU32,
-    _pad0: u32,
+    /// A producer's number (see [`Header::next_producer`]).
+    pub producer: AtomicU32,
     _pad: u64,
 }
 
@@ -122,7 +128,8 @@ pub(crate) struct SlotHeader {
     pub holder: AtomicU32,
     pub ticket: AtomicU64,
     pub len: AtomicU64,
-    /// The participant that wrote it, and its number from that producer.
+    /// The producer that wrote it (its number, not its table entry), and
+    /// the message's number from that producer.
     pub producer: AtomicU32,
     _pad0: u32,
     pub seq: AtomicU64,

@@ -62,7 +62,7 @@ fn the_capacity_option_sets_the_slots_and_its_limit_holds() {
 fn a_token_taken_by_a_participant_that_died_comes_back() {
     let (tx, mut rx) = channel(16, 4);
     let dead = Semaphores::clone_sender(&tx).expect("clone");
-    let i = dead.participant() as usize;
+    let i = dead.participant();
     // It took a token and said so, then died: no slot shows it.
     // SAFETY: the buffer's own semaphore.
     assert!(unsafe { sys::sem_try(rx.buffer().empty()) }.expect("take"));
@@ -74,7 +74,7 @@ fn a_token_taken_by_a_participant_that_died_comes_back() {
     std::mem::forget(dead);
     let s = rx.state().expect("state");
     assert_eq!((s.free, s.empty_tokens, s.full_tokens), (4, 4, 0));
-    assert!(rx.lost_messages().is_empty());
+    assert!(rx.lost_messages().expect("the lost log").is_empty());
     assert_eq!(
         rx.buffer().participant(i).state.load(Ordering::SeqCst),
         UNUSED
@@ -87,7 +87,7 @@ fn a_slot_a_dead_producer_was_writing_is_freed_and_its_message_reported() {
     let (mut tx, mut rx) = channel(16, 2);
     let mut dead = Semaphores::clone_sender(&tx).expect("clone");
     dead.send(b"first").expect("send");
-    let i = dead.participant() as usize;
+    let i = dead.participant();
     // Its second message: the token taken, the slot held, half written.
     let b = std::sync::Arc::clone(rx.buffer());
     // SAFETY: the buffer's own semaphore.
@@ -95,7 +95,8 @@ fn a_slot_a_dead_producer_was_writing_is_freed_and_its_message_reported() {
     let s = (0..2)
         .find(|&s| b.slot(s).state.load(Ordering::SeqCst) == FREE)
         .expect("a free slot");
-    b.slot(s).producer.store(i as u32, Ordering::SeqCst);
+    let number = dead.producer_number();
+    b.slot(s).producer.store(number, Ordering::SeqCst);
     b.slot(s).seq.store(1, Ordering::SeqCst);
     b.slot(s).holder.store(i as u32, Ordering::SeqCst);
     b.slot(s).state.store(WRITING, Ordering::SeqCst);
@@ -104,9 +105,9 @@ fn a_slot_a_dead_producer_was_writing_is_freed_and_its_message_reported() {
     std::mem::forget(dead);
     assert_eq!(rx.recv().expect("the first message"), b"first");
     assert_eq!(
-        rx.lost_messages(),
+        rx.lost_messages().expect("the lost log"),
         vec![LostMessage {
-            producer: i as u32,
+            producer: number,
             seq: 1
         }]
     );
@@ -200,7 +201,7 @@ fn the_lost_log_keeps_the_last_entries() {
     for seq in 0..(LOST_LOG as u64 + 5) {
         b.log_lost(LostMessage { producer: 7, seq });
     }
-    let lost = rx.lost_messages();
+    let lost = rx.lost_messages().expect("the lost log");
     assert_eq!(lost.len(), LOST_LOG);
     assert_eq!(lost.first().map(|l| l.seq), Some(5));
     assert_eq!(lost.last().map(|l| l.seq), Some(LOST_LOG as u64 + 4));
@@ -258,4 +259,67 @@ fn many_threads_on_both_sides_move_every_message_once() {
     assert_eq!(got.len() as u64, 4 * per, "missing");
     let s = rx.state().expect("state");
     assert_eq!((s.free, s.empty_tokens, s.full_tokens), (3, 3, 0));
+}
+
+#[test]
+fn a_slot_held_by_no_participant_is_freed_and_its_message_reported() {
+    let (_tx, rx) = channel(16, 2);
+    let b = rx.buffer();
+    // A holder that is no entry of the table at all (as a peer that breaks
+    // the protocol could write), and one that is an unused entry.
+    for (s, holder) in [(0, 5000u32), (1, (MAX_PARTICIPANTS - 1) as u32)] {
+        // SAFETY: the buffer's own semaphore: the slot's token, taken.
+        assert!(unsafe { sys::sem_try(b.empty()) }.expect("take"));
+        b.slot(s).producer.store(77, Ordering::SeqCst);
+        b.slot(s).seq.store(s as u64, Ordering::SeqCst);
+        b.slot(s).holder.store(holder, Ordering::SeqCst);
+        b.slot(s).state.store(READING, Ordering::SeqCst);
+    }
+    let lost = rx.lost_messages().expect("the lost log");
+    assert_eq!(
+        lost,
+        vec![
+            LostMessage {
+                producer: 77,
+                seq: 0
+            },
+            LostMessage {
+                producer: 77,
+                seq: 1
+            }
+        ]
+    );
+    let s = rx.state().expect("state");
+    assert_eq!((s.free, s.empty_tokens), (2, 2));
+}
+
+#[test]
+fn an_end_handed_to_a_process_that_died_counts_as_gone_before_its_open_time() {
+    let opts = Options::default()
+        .max_message(16)
+        .capacity(16 * 2)
+        .connect_timeout(Duration::from_secs(3600));
+    let (mut tx, rx) = Semaphores::channel(Mode::Process, &opts).expect("channel");
+    let _ep = Semaphores::export_receiver(rx, &mut Handover::new()).expect("export");
+    Semaphores::set_peer_of_sender(&mut tx, &a_dead_process()).expect("name the peer");
+    let started = Instant::now();
+    let err = loop {
+        if let Err(e) = tx.send(b"to nobody") {
+            break e;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still sending");
+    };
+    assert!(matches!(err, Error::Disconnected), "{err}");
+}
+
+#[test]
+fn a_table_entry_used_again_gets_a_new_producer_number() {
+    let (tx, _rx) = channel(16, 2);
+    let first = Semaphores::clone_sender(&tx).expect("clone");
+    let (entry, number) = (first.participant(), first.producer_number());
+    drop(first);
+    let second = Semaphores::clone_sender(&tx).expect("clone");
+    assert_eq!(second.participant(), entry, "the entry is used again");
+    assert_ne!(second.producer_number(), number);
+    assert_ne!(second.producer_number(), tx.producer_number());
 }

@@ -134,10 +134,9 @@ fn play(role: &str) {
 /// A child playing one end, and what it said.
 struct Player {
     child: Child,
-    /// The participant number of its end (the `producer` of lost messages).
-    participant: u32,
+    /// A producer's number in the buffer (the `producer` of lost messages).
+    number: Option<u32>,
     id: u32,
-    producer: bool,
 }
 
 struct Run {
@@ -172,14 +171,14 @@ fn start(
         let id = n as u32;
         // Each end is handed over just before its process starts, so that
         // the buffer knows which process is to open it.
-        let (producer, ep, role) = match end {
+        let (number, ep, role) = match end {
             Ok(tx) => (
-                true,
+                Some(tx.producer_number()),
                 Semaphores::export_sender(tx, &mut Handover::new()).expect("export"),
                 format!("producer {id} {count}"),
             ),
             Err(rx) => (
-                false,
+                None,
                 Semaphores::export_receiver(rx, &mut Handover::new()).expect("export"),
                 "consumer".to_owned(),
             ),
@@ -197,12 +196,7 @@ fn start(
         }
         let (child, peer) = Handover::new().spawn(cmd).expect("spawn");
         Semaphores::set_peer_of_receiver(&mut keep, &peer).expect("peer");
-        players.push(Player {
-            child,
-            participant: ep.extra[0] as u32,
-            id,
-            producer,
-        });
+        players.push(Player { child, number, id });
     }
     Run { keep, players }
 }
@@ -232,11 +226,14 @@ fn finish(run: Run, limit: Duration) -> Outcome {
     let producers = run
         .players
         .iter()
-        .filter(|p| p.producer)
+        .filter(|p| p.number.is_some())
         .map(|p| p.id)
         .collect();
-    let by_participant: HashMap<u32, u32> =
-        run.players.iter().map(|p| (p.participant, p.id)).collect();
+    let by_number: HashMap<u32, u32> = run
+        .players
+        .iter()
+        .filter_map(|p| Some((p.number?, p.id)))
+        .collect();
     for mut player in run.players {
         let status = loop {
             if let Some(status) = player.child.try_wait().expect("wait") {
@@ -260,7 +257,7 @@ fn finish(run: Run, limit: Duration) -> Outcome {
         for line in lines.map_while(Result::ok) {
             let w: Vec<&str> = line.split(' ').collect();
             match w.as_slice() {
-                ["sent", i] if player.producer => {
+                ["sent", i] if player.number.is_some() => {
                     mine.insert(i.parse().expect("i"));
                 }
                 ["got", p, i] => {
@@ -275,8 +272,9 @@ fn finish(run: Run, limit: Duration) -> Outcome {
     let lost = run
         .keep
         .lost_messages()
+        .expect("the lost log")
         .into_iter()
-        .map(|l| (*by_participant.get(&l.producer).unwrap_or(&u32::MAX), l.seq))
+        .map(|l| (*by_number.get(&l.producer).unwrap_or(&u32::MAX), l.seq))
         .collect();
     let state = run.keep.state().expect("the buffer's state");
     Outcome {
