@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -161,22 +161,8 @@ fn long_pipe_stream(tmp: &TempDir, variant: &str) -> (std::process::Child, u32) 
 fn a_killed_peer_ends_the_run_with_exit_code_3_and_says_so() {
     for variant in variants() {
         let tmp = TempDir::new("peerkill");
-        let (mut child, peer) = long_pipe_stream(&tmp, variant);
-        signal(peer, libc::SIGKILL);
-        let started = Instant::now();
-        let status = wait_bounded(&mut child, Duration::from_secs(20));
-        let status = status.unwrap_or_else(|| {
-            panic!(
-                "{variant}: still running {:?} after its peer was killed",
-                started.elapsed()
-            )
-        });
-        assert_eq!(status.code(), Some(3), "{variant}: exit status {status:?}");
-        let err = stderr_of(child);
-        assert!(
-            err.contains("peer") && err.contains("signal 9"),
-            "{variant}: stderr does not name the peer's death: {err}"
-        );
+        let (child, peer) = long_pipe_stream(&tmp, variant);
+        kill_the_peer_and_expect_exit_code_3(child, peer, variant);
         assert!(
             tmp.leftovers().is_empty(),
             "{variant}: left behind: {:?}",
@@ -216,15 +202,8 @@ fn a_killed_parent_leaves_no_orphan_and_clean_removes_its_fifos() {
 fn ctrl_c_removes_everything_and_stops_the_peer() {
     for variant in variants() {
         let tmp = TempDir::new("sigint");
-        let (mut child, peer) = long_pipe_stream(&tmp, variant);
-        signal(child.id(), libc::SIGINT);
-        let status =
-            wait_bounded(&mut child, Duration::from_secs(10)).expect("still running after Ctrl-C");
-        assert!(!status.success());
-        assert!(
-            wait_gone(peer, Duration::from_secs(10)),
-            "{variant}: the peer outlived Ctrl-C"
-        );
+        let (child, peer) = long_pipe_stream(&tmp, variant);
+        ctrl_c_and_expect_both_gone(child, peer, variant);
         assert!(
             tmp.leftovers().is_empty(),
             "{variant}: left behind: {:?}",

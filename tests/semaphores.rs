@@ -13,25 +13,9 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_ipc-semaphores");
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// Every start and `clean` remove the buffers of creators that died: the
-/// tests here run one at a time, so that one does not remove what another
-/// killed and still checks.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The buffers in /dev/shm that process `pid` created.
+/// The objects in /dev/shm that process `pid` created.
 fn buffers_of(pid: u32) -> Vec<String> {
-    let prefix = format!("ipc-showcase.semaphores.{pid}.");
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
+    dev_shm_objects_of("semaphores", pid)
 }
 
 #[test]
@@ -212,22 +196,9 @@ fn a_killed_peer_ends_the_run_with_exit_code_3_and_nothing_is_left() {
     let _serial = one_at_a_time();
     for wait in ["block", "spin"] {
         let tmp = TempDir::new("semaphores-peerkill");
-        let (mut child, peer) = long_stream(BIN, &tmp, &["--wait", wait]);
+        let (child, peer) = long_stream(BIN, &tmp, &["--wait", wait]);
         let parent = child.id();
-        signal(peer, libc::SIGKILL);
-        let started = Instant::now();
-        let status = wait_bounded(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
-            panic!(
-                "{wait}: still running {:?} after its peer was killed",
-                started.elapsed()
-            )
-        });
-        assert_eq!(status.code(), Some(3), "{wait}: {status:?}");
-        let err = stderr_of(child);
-        assert!(
-            err.contains("peer") && err.contains("signal 9"),
-            "{wait}: {err}"
-        );
+        kill_the_peer_and_expect_exit_code_3(child, peer, wait);
         assert!(
             buffers_of(parent).is_empty(),
             "{wait}: left {:?}",
@@ -268,16 +239,9 @@ fn a_killed_parents_buffers_go_at_the_next_start_or_clean() {
 fn ctrl_c_removes_everything_and_stops_the_peer() {
     let _serial = one_at_a_time();
     let tmp = TempDir::new("semaphores-sigint");
-    let (mut child, peer) = long_stream(BIN, &tmp, &["--wait", "hybrid"]);
+    let (child, peer) = long_stream(BIN, &tmp, &["--wait", "hybrid"]);
     let parent = child.id();
-    signal(parent, libc::SIGINT);
-    let status =
-        wait_bounded(&mut child, Duration::from_secs(10)).expect("still running after Ctrl-C");
-    assert!(!status.success());
-    assert!(
-        wait_gone(peer, Duration::from_secs(10)),
-        "the peer outlived Ctrl-C"
-    );
+    ctrl_c_and_expect_both_gone(child, peer, "Ctrl-C");
     assert!(
         buffers_of(parent).is_empty(),
         "left {:?}",

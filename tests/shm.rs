@@ -3,32 +3,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipc-shm");
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Every start of a run, and `clean`, removes the regions of creators that
-/// died, whoever started them: the tests here run one at a time, so that
-/// one of them does not remove what another one killed and still checks.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The regions in /dev/shm that process `pid` created.
+/// The objects in /dev/shm that process `pid` created.
 fn regions_of(pid: u32) -> Vec<String> {
-    let prefix = format!("ipc-showcase.shm.{pid}.");
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
+    dev_shm_objects_of("shm", pid)
 }
 
 fn variants() -> Vec<&'static str> {
@@ -120,26 +104,13 @@ fn a_killed_peer_ends_the_run_with_exit_code_3_and_the_regions_are_removed() {
     let _serial = one_at_a_time();
     for wait in ["block", "spin"] {
         let tmp = TempDir::new("shm-peerkill");
-        let (mut child, peer) = long_stream(BIN, &tmp, &["--wait", wait]);
+        let (child, peer) = long_stream(BIN, &tmp, &["--wait", wait]);
         let parent = child.id();
         assert!(
             !regions_of(parent).is_empty(),
             "the run's regions should exist while it runs"
         );
-        signal(peer, libc::SIGKILL);
-        let started = Instant::now();
-        let status = wait_bounded(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
-            panic!(
-                "{wait}: still running {:?} after its peer was killed",
-                started.elapsed()
-            )
-        });
-        assert_eq!(status.code(), Some(3), "{wait}: {status:?}");
-        let err = stderr_of(child);
-        assert!(
-            err.contains("peer") && err.contains("signal 9"),
-            "{wait}: {err}"
-        );
+        kill_the_peer_and_expect_exit_code_3(child, peer, wait);
         assert!(
             regions_of(parent).is_empty(),
             "{wait}: left {:?}",
@@ -201,16 +172,9 @@ fn the_peer_of_a_killed_parent_says_why_it_stops() {
 fn ctrl_c_removes_the_regions_and_stops_the_peer() {
     let _serial = one_at_a_time();
     let tmp = TempDir::new("shm-sigint");
-    let (mut child, peer) = long_stream(BIN, &tmp, &["--wait", "hybrid"]);
+    let (child, peer) = long_stream(BIN, &tmp, &["--wait", "hybrid"]);
     let parent = child.id();
-    signal(parent, libc::SIGINT);
-    let status =
-        wait_bounded(&mut child, Duration::from_secs(10)).expect("still running after Ctrl-C");
-    assert!(!status.success());
-    assert!(
-        wait_gone(peer, Duration::from_secs(10)),
-        "the peer outlived Ctrl-C"
-    );
+    ctrl_c_and_expect_both_gone(child, peer, "Ctrl-C");
     assert!(
         regions_of(parent).is_empty(),
         "left {:?}",

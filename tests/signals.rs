@@ -4,32 +4,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipc-signals");
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// The doorbell's regions of creators that died are removed by every start
-/// and by `clean`: the tests here run one at a time, so that one does not
-/// remove what another killed and still checks.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The doorbell regions in /dev/shm that process `pid` created.
+/// The objects in /dev/shm that process `pid` created.
 fn regions_of(pid: u32) -> Vec<String> {
-    let prefix = format!("ipc-showcase.signals.{pid}.");
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
+    dev_shm_objects_of("signals", pid)
 }
 
 #[test]
@@ -154,22 +138,9 @@ fn a_killed_peer_ends_the_run_with_exit_code_3_and_nothing_is_left() {
     for variant in ["rt", "doorbell"] {
         for wait in ["block", "spin"] {
             let tmp = TempDir::new("signals-peerkill");
-            let (mut child, peer) = long_stream(BIN, &tmp, &["--variant", variant, "--wait", wait]);
+            let (child, peer) = long_stream(BIN, &tmp, &["--variant", variant, "--wait", wait]);
             let parent = child.id();
-            signal(peer, libc::SIGKILL);
-            let started = Instant::now();
-            let status = wait_bounded(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
-                panic!(
-                    "{variant} {wait}: still running {:?} after its peer was killed",
-                    started.elapsed()
-                )
-            });
-            assert_eq!(status.code(), Some(3), "{variant} {wait}: {status:?}");
-            let err = stderr_of(child);
-            assert!(
-                err.contains("peer") && err.contains("signal 9"),
-                "{variant} {wait}: {err}"
-            );
+            kill_the_peer_and_expect_exit_code_3(child, peer, &format!("{variant} {wait}"));
             assert!(
                 regions_of(parent).is_empty(),
                 "{variant}: left {:?}",
@@ -207,16 +178,9 @@ fn ctrl_c_removes_everything_and_stops_the_peer() {
     let _serial = one_at_a_time();
     for variant in ["rt", "doorbell"] {
         let tmp = TempDir::new("signals-sigint");
-        let (mut child, peer) = long_stream(BIN, &tmp, &["--variant", variant, "--wait", "hybrid"]);
+        let (child, peer) = long_stream(BIN, &tmp, &["--variant", variant, "--wait", "hybrid"]);
         let parent = child.id();
-        signal(parent, libc::SIGINT);
-        let status =
-            wait_bounded(&mut child, Duration::from_secs(10)).expect("still running after Ctrl-C");
-        assert!(!status.success());
-        assert!(
-            wait_gone(peer, Duration::from_secs(10)),
-            "{variant}: the peer outlived Ctrl-C"
-        );
+        ctrl_c_and_expect_both_gone(child, peer, variant);
         assert!(
             regions_of(parent).is_empty(),
             "{variant}: left {:?}",

@@ -221,3 +221,58 @@ pub fn stderr_of(child: Child) -> String {
     let out = child.wait_with_output().expect("collect output");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Every start of a run and `clean` remove the objects of creators that
+/// died, whoever started them: the tests of one binary that kill a creator
+/// take this lock, so that one does not remove what another killed and
+/// still checks.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The objects in /dev/shm that process `pid` created for `method`.
+pub fn dev_shm_objects_of(method: &str, pid: u32) -> Vec<String> {
+    let prefix = format!("ipc-showcase.{method}.{pid}.");
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Kills the peer of a running `child` and checks that the run ends within
+/// 20 s with exit code 3, naming the death on stderr (`what` labels the
+/// failures).
+pub fn kill_the_peer_and_expect_exit_code_3(mut child: Child, peer: u32, what: &str) {
+    signal(peer, libc::SIGKILL);
+    let started = Instant::now();
+    let status = wait_bounded(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
+        panic!(
+            "{what}: still running {:?} after its peer was killed",
+            started.elapsed()
+        )
+    });
+    assert_eq!(status.code(), Some(3), "{what}: exit status {status:?}");
+    let err = stderr_of(child);
+    assert!(
+        err.contains("peer") && err.contains("signal 9"),
+        "{what}: stderr does not name the peer's death: {err}"
+    );
+}
+
+/// Sends Ctrl-C (SIGINT) to a running `child` and checks that it stops
+/// within 10 s, unsuccessfully, and takes its peer along.
+pub fn ctrl_c_and_expect_both_gone(mut child: Child, peer: u32, what: &str) {
+    signal(child.id(), libc::SIGINT);
+    let status =
+        wait_bounded(&mut child, Duration::from_secs(10)).expect("still running after Ctrl-C");
+    assert!(!status.success(), "{what}: {status:?}");
+    assert!(
+        wait_gone(peer, Duration::from_secs(10)),
+        "{what}: the peer outlived Ctrl-C"
+    );
+}
