@@ -6,6 +6,8 @@
 
 use ipc_harness::{Entry, MethodInfo};
 
+pub mod sockets;
+
 /// Every transport, one line each, grouped by method, each method's
 /// default variant first.
 pub fn entries() -> Vec<Entry> {
@@ -15,6 +17,8 @@ pub fn entries() -> Vec<Entry> {
         Entry::of::<ipc_signals::Rt>(),
         Entry::of::<ipc_signals::Doorbell>(),
         Entry::of::<ipc_semaphores::Semaphores>(),
+        Entry::of::<ipc_sockets::Uds>(),
+        Entry::of::<ipc_sockets::Tcp>(),
         Entry::of::<ipc_shm::ShmRing>(),
         #[cfg(feature = "shared_memory")]
         Entry::of::<ipc_shm::ShmRingCrate>(),

@@ -6,6 +6,8 @@
 //! - [`shm`]: the atomic floor (two threads, one cache line), single-core
 //!   `memcpy`, and a bare two-thread copy ring, for shared memory;
 //! - [`pipe`]: a raw pipe ping-pong, for pipes and FIFOs;
+//! - [`socket`]: the raw ping-pong over Unix stream sockets and loopback
+//!   TCP, for sockets;
 //! - [`signal`]: a bare real-time signal ping-pong, for signals;
 //! - [`semaphore`]: a bare `sem_post`/`sem_wait` ping-pong between two
 //!   processes, for semaphores;
@@ -24,3 +26,4 @@ pub mod pipe;
 pub mod semaphore;
 pub mod shm;
 pub mod signal;
+pub mod socket;

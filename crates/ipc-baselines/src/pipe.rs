@@ -26,6 +26,21 @@ fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> bool {
 pub fn round_trips(size: usize, count: usize, warmup: usize) -> Option<Vec<u64>> {
     let (ping_r, ping_w) = pipe2(OFlag::O_CLOEXEC).ok()?;
     let (pong_r, pong_w) = pipe2(OFlag::O_CLOEXEC).ok()?;
+    round_trips_over([ping_r, ping_w], [pong_r, pong_w], size, count, warmup)
+}
+
+/// The same ping-pong over any two byte streams, each given as its
+/// `[reading end, writing end]` (two pipes, two socket pairs): the child
+/// reads `ping` and writes `pong`.
+pub fn round_trips_over(
+    ping: [OwnedFd; 2],
+    pong: [OwnedFd; 2],
+    size: usize,
+    count: usize,
+    warmup: usize,
+) -> Option<Vec<u64>> {
+    let [ping_r, ping_w] = ping;
+    let [pong_r, pong_w] = pong;
     // Allocated before the fork: the child must not allocate.
     let mut echo = vec![0u8; size.max(1)];
     // SAFETY: the child runs only async-signal-safe calls (read, write,

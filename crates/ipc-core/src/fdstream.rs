@@ -4,7 +4,7 @@
 //! go through a [`FrameReader`].
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -78,6 +78,11 @@ pub struct FdSender {
     pending: Vec<u8>,
     /// How much of `pending` is written.
     sent: usize,
+    /// A socket: on drop, shut its sending direction down
+    /// (`shutdown(SHUT_WR)`), so that the receiver sees the end even when
+    /// another copy of the fd lives on (in a child, or for the other
+    /// direction of the same socket).
+    shutdown_on_drop: bool,
 }
 
 impl FdSender {
@@ -97,7 +102,15 @@ impl FdSender {
             frame: Vec::with_capacity(framing::HEADER_LEN + COPY_BELOW.min(max)),
             pending: Vec::new(),
             sent: 0,
+            shutdown_on_drop: false,
         })
+    }
+
+    /// For a socket: on drop, after the unsent rest of a frame, shuts the
+    /// sending direction down (`shutdown(SHUT_WR)`) before the fd closes.
+    pub fn shutdown_on_drop(mut self) -> Self {
+        self.shutdown_on_drop = true;
+        self
     }
 
     /// The fd inside, after the unsent rest of a frame (if any) is written.
@@ -199,6 +212,12 @@ impl Drop for FdSender {
         // As far as the receiver takes it: a receiver that is gone or stops
         // reading for `LINGER` ends the wait.
         let _ = self.finish_pending(Some(LINGER));
+        if self.shutdown_on_drop {
+            if let Some(fd) = &self.fd {
+                let _ =
+                    nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+            }
+        }
     }
 }
 

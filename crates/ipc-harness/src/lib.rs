@@ -46,6 +46,7 @@ pub use cli::{main, remove_objects_on_interrupt, run_peer_if_asked, Extension, M
 pub use config::{Batch, RunConfig};
 pub use entry::{DemoReport, Entry, SharedDemo};
 pub use error::{HarnessError, Result};
+pub use measure::{pingpong_on, stream_to_echo, PeerCpu};
 pub use payload::Verify;
 pub use sys::{machine, single_cpu_affinity};
 pub use wait::Wait;

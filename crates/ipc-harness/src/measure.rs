@@ -43,104 +43,196 @@ fn clock_cost_ns() -> f64 {
     (last - start).as_nanos() as f64 / reads as f64
 }
 
+/// Where a ping-pong's CPU time of the other side comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerCpu {
+    /// The consumer reports it after the last echo ([`Control::Cpu`]).
+    Reported,
+    /// The consumer runs on this very thread (coroutines): its time is
+    /// counted in ours.
+    SameThread,
+    /// A plain echo server that cannot tell: the CPU per message is unknown.
+    Unknown,
+}
+
 /// Ping-pong: `count` timed round trips of `size`-byte messages, each echoed
 /// by the consumer; samples are batches of round trips, each recorded as the
 /// batch's mean.
 pub fn pingpong<T: Transport>(cfg: &RunConfig, connect: Connect<T>) -> Result<PingpongReport> {
-    let (size, warmup, count, wait, verify) =
-        (cfg.size, cfg.warmup, cfg.count, cfg.wait, cfg.verify);
     let report_cpu = cfg.mode != Mode::Coroutine;
     let role = Role::Echo {
-        warmup,
-        count,
+        warmup: cfg.warmup,
+        count: cfg.count,
         report_cpu,
     };
+    let peer_cpu = if report_cpu {
+        PeerCpu::Reported
+    } else {
+        PeerCpu::SameThread
+    };
     with_link(cfg, role, connect, |tx, rx| {
-        let mut msg = vec![0u8; size];
-        let stamp_len = size.min(8);
-        let echo_ok = |m: &[u8], msg: &[u8]| match verify {
-            Verify::Full => m == msg,
-            Verify::Seq => m.len() == msg.len() && m[..stamp_len] == msg[..stamp_len],
-        };
-        let bad = |seq: u64| {
-            HarnessError::Verify(format!(
-                "the echo of message {seq} differs from what was sent"
-            ))
-        };
+        pingpong_on(cfg, tx, rx, peer_cpu)
+    })
+}
 
-        // Warm-up; its second half is also timed as one block, to choose the batch.
-        let mut calibration_start = Instant::now();
-        for seq in 0..warmup {
-            if seq == warmup / 2 {
-                calibration_start = Instant::now();
-            }
-            payload::fill(&mut msg, seq, Verify::Full);
+/// The ping-pong itself, on a sender and a receiver whose other side echoes
+/// every message unchanged: this process's consumer, or an echo server on
+/// another host (`ipc-sockets serve`, with [`PeerCpu::Unknown`]).
+pub fn pingpong_on<S: Sender, R: Receiver>(
+    cfg: &RunConfig,
+    tx: &mut S,
+    rx: &mut R,
+    peer_cpu: PeerCpu,
+) -> Result<PingpongReport> {
+    let (size, warmup, count, wait, verify) =
+        (cfg.size, cfg.warmup, cfg.count, cfg.wait, cfg.verify);
+    let mut msg = vec![0u8; size];
+    let stamp_len = size.min(8);
+    let echo_ok = |m: &[u8], msg: &[u8]| match verify {
+        Verify::Full => m == msg,
+        Verify::Seq => m.len() == msg.len() && m[..stamp_len] == msg[..stamp_len],
+    };
+    let bad = |seq: u64| {
+        HarnessError::Verify(format!(
+            "the echo of message {seq} differs from what was sent"
+        ))
+    };
+
+    // Warm-up; its second half is also timed as one block, to choose the batch.
+    let mut calibration_start = Instant::now();
+    for seq in 0..warmup {
+        if seq == warmup / 2 {
+            calibration_start = Instant::now();
+        }
+        payload::fill(&mut msg, seq, Verify::Full);
+        tx.send(&msg)?;
+        if !wait.recv_with(rx, |m| echo_ok(m, &msg))? {
+            return Err(bad(seq));
+        }
+    }
+    let calibration = calibration_start.elapsed();
+    let batch = match cfg.batch {
+        Batch::Fixed(k) => k.max(1),
+        Batch::Auto if cfg.mode != Mode::Coroutine => 1,
+        Batch::Auto => {
+            let timed = (warmup - warmup / 2).max(1);
+            let rtt = (calibration.as_nanos() as f64 / timed as f64).max(0.1);
+            // Two clock reads per sample must stay under 5% of it.
+            ((2.0 * clock_cost_ns() / (0.05 * rtt)).ceil() as u64).clamp(1, 100_000)
+        }
+    };
+
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
+        .map_err(|e| HarnessError::Other(e.to_string()))?;
+    let mut mean_sum = 0.0f64;
+    let mut samples = 0u64;
+    let cpu_start = thread_cpu();
+    let started = Instant::now();
+    let (mut seq, end) = (warmup, warmup + count);
+    while seq < end {
+        let k = batch.min(end - seq);
+        payload::fill(&mut msg, seq, Verify::Full);
+        let t0 = Instant::now();
+        for _ in 0..k {
             tx.send(&msg)?;
             if !wait.recv_with(rx, |m| echo_ok(m, &msg))? {
                 return Err(bad(seq));
             }
+            seq += 1;
+            msg[..stamp_len].copy_from_slice(&seq.to_le_bytes()[..stamp_len]);
         }
-        let calibration = calibration_start.elapsed();
-        let batch = match cfg.batch {
-            Batch::Fixed(k) => k.max(1),
-            Batch::Auto if cfg.mode != Mode::Coroutine => 1,
-            Batch::Auto => {
-                let timed = (warmup - warmup / 2).max(1);
-                let rtt = (calibration.as_nanos() as f64 / timed as f64).max(0.1);
-                // Two clock reads per sample must stay under 5% of it.
-                ((2.0 * clock_cost_ns() / (0.05 * rtt)).ceil() as u64).clamp(1, 100_000)
-            }
-        };
-
-        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
-            .map_err(|e| HarnessError::Other(e.to_string()))?;
-        let mut mean_sum = 0.0f64;
-        let mut samples = 0u64;
-        let cpu_start = thread_cpu();
-        let started = Instant::now();
-        let (mut seq, end) = (warmup, warmup + count);
-        while seq < end {
-            let k = batch.min(end - seq);
-            payload::fill(&mut msg, seq, Verify::Full);
-            let t0 = Instant::now();
-            for _ in 0..k {
-                tx.send(&msg)?;
-                if !wait.recv_with(rx, |m| echo_ok(m, &msg))? {
-                    return Err(bad(seq));
-                }
-                seq += 1;
-                msg[..stamp_len].copy_from_slice(&seq.to_le_bytes()[..stamp_len]);
-            }
-            let sample = t0.elapsed().as_nanos() as f64 / k as f64;
-            hist.saturating_record(sample.round() as u64);
-            mean_sum += sample;
-            samples += 1;
-        }
-        let elapsed = started.elapsed();
-        let mut cpu = Some(thread_cpu().saturating_sub(cpu_start));
-        if report_cpu && count > 0 {
+        let sample = t0.elapsed().as_nanos() as f64 / k as f64;
+        hist.saturating_record(sample.round() as u64);
+        mean_sum += sample;
+        samples += 1;
+    }
+    let elapsed = started.elapsed();
+    let mine = thread_cpu().saturating_sub(cpu_start);
+    let cpu = match peer_cpu {
+        PeerCpu::Reported if count > 0 => {
             let peer = match expect_answer(rx, wait, "cpu")? {
                 Control::Cpu(ns) => ns,
                 _ => None,
             };
-            cpu = cpu
-                .zip(peer)
-                .map(|(mine, peer)| mine + Duration::from_nanos(peer));
+            peer.map(|peer| mine + Duration::from_nanos(peer))
         }
-        let moved = 2 * count;
-        Ok(PingpongReport {
-            batch,
-            rtt: Rtt::from_histogram(
-                &hist,
-                if samples > 0 {
-                    mean_sum / samples as f64
-                } else {
-                    0.0
-                },
-            ),
-            msgs_per_s: per_second(moved, elapsed),
-            cpu_ns_per_msg: cpu.map(|cpu| per_message(cpu, moved)),
-        })
+        PeerCpu::Reported | PeerCpu::SameThread => Some(mine),
+        PeerCpu::Unknown => None,
+    };
+    let moved = 2 * count;
+    Ok(PingpongReport {
+        batch,
+        rtt: Rtt::from_histogram(
+            &hist,
+            if samples > 0 {
+                mean_sum / samples as f64
+            } else {
+                0.0
+            },
+        ),
+        msgs_per_s: per_second(moved, elapsed),
+        cpu_ns_per_msg: cpu.map(|cpu| per_message(cpu, moved)),
+    })
+}
+
+/// Stream to an echo server (`ipc-sockets serve`): `count` timed messages
+/// one way as fast as they go, while a second thread takes the echoes back
+/// (so that neither side's buffers fill up) and checks each; the time runs
+/// until the last echo. The server's CPU is unknown, so the CPU per message
+/// is too.
+pub fn stream_to_echo<S: Sender + Send, R: Receiver + Send>(
+    cfg: &RunConfig,
+    tx: &mut S,
+    rx: &mut R,
+) -> Result<StreamReport> {
+    let (size, warmup, count, wait, verify) =
+        (cfg.size, cfg.warmup, cfg.count, cfg.wait, cfg.verify);
+    let total = warmup + count;
+    let started = std::sync::Mutex::new(None::<Instant>);
+    let elapsed = std::thread::scope(|scope| {
+        let drain = scope.spawn(|| -> Result<Instant> {
+            // After a bad echo it goes on taking them, unchecked, so that
+            // the sender never blocks on full buffers; the first is reported.
+            let mut first_bad = None;
+            for seq in 0..total {
+                let ok = wait.recv_with(rx, |m| payload::check(m, seq, size, verify).is_ok())?;
+                if !ok && first_bad.is_none() {
+                    first_bad = Some(seq);
+                }
+            }
+            match first_bad {
+                Some(seq) => Err(HarnessError::Verify(format!(
+                    "the echo of message {seq} differs from what was sent"
+                ))),
+                None => Ok(Instant::now()),
+            }
+        });
+        let mut msg = vec![0u8; size];
+        let sent: Result<()> = (|| {
+            for seq in 0..total {
+                if seq == warmup {
+                    if let Ok(mut s) = started.lock() {
+                        *s = Some(Instant::now());
+                    }
+                }
+                payload::fill(&mut msg, seq, verify);
+                tx.send(&msg)?;
+            }
+            tx.flush()?;
+            Ok(())
+        })();
+        let last = drain
+            .join()
+            .unwrap_or_else(|_| Err(HarnessError::Other("the echo reader panicked".into())));
+        sent?;
+        let last = last?;
+        let from = started.lock().ok().and_then(|s| *s).unwrap_or(last);
+        Ok::<Duration, HarnessError>(last.saturating_duration_since(from))
+    })?;
+    Ok(StreamReport {
+        msgs_per_s: per_second(count, elapsed),
+        bytes_per_s: per_second(count * size as u64, elapsed),
+        cpu_ns_per_msg: None,
     })
 }
 

@@ -212,13 +212,7 @@ fn run(cli: Cli, entries: &[Entry]) -> Result<()> {
             let cfg = measure_config(mode, wait, m, a.count);
             check_fits(&entry, &cfg)?;
             let r = (entry.pingpong)(&cfg)?;
-            let label = label(&entry, &cfg);
-            if m.json {
-                println!("{}", json(&PingpongJson::new(&label, cfg.warmup, &r))?);
-            } else {
-                println!("{}", report::pingpong_text(&label, cfg.warmup, &r));
-            }
-            Ok(())
+            print_pingpong(&label(&entry, &cfg), &cfg, &r, m.json)
         }
         Some(Command::Stream(a)) => {
             let m = &a.measure;
@@ -227,18 +221,7 @@ fn run(cli: Cli, entries: &[Entry]) -> Result<()> {
             (cfg.producers, cfg.consumers) = (a.sides.producers, a.sides.consumers);
             check_fits(&entry, &cfg)?;
             let r = (entry.stream)(&cfg)?;
-            let label = label(&entry, &cfg);
-            let sides = (cfg.producers, cfg.consumers);
-            if m.json {
-                let line = StreamJson::new(&label, m.verify.as_str(), sides, &r);
-                println!("{}", json(&line)?);
-            } else {
-                println!(
-                    "{}",
-                    report::stream_text(&label, m.verify.as_str(), sides, &r)
-                );
-            }
-            Ok(())
+            print_stream(&label(&entry, &cfg), &cfg, &r, m.json)
         }
         Some(Command::Clean) => clean(entries),
     }
@@ -306,7 +289,44 @@ fn demo(d: DemoArgs, entries: &[Entry]) -> Result<()> {
     Ok(())
 }
 
-fn measure_config(mode: ipc_core::Mode, wait: Wait, m: &Measure, count: u64) -> RunConfig {
+/// Prints a ping-pong's result: one JSON line (the contract), or a table.
+pub fn print_pingpong(
+    label: &RunLabel,
+    cfg: &RunConfig,
+    r: &crate::report::PingpongReport,
+    as_json: bool,
+) -> Result<()> {
+    if as_json {
+        println!("{}", json(&PingpongJson::new(label, cfg.warmup, r))?);
+    } else {
+        println!("{}", report::pingpong_text(label, cfg.warmup, r));
+    }
+    Ok(())
+}
+
+/// Prints a stream's result: one JSON line (the contract), or a table.
+pub fn print_stream(
+    label: &RunLabel,
+    cfg: &RunConfig,
+    r: &crate::report::StreamReport,
+    as_json: bool,
+) -> Result<()> {
+    let sides = (cfg.producers, cfg.consumers);
+    if as_json {
+        let line = StreamJson::new(label, cfg.verify.as_str(), sides, r);
+        println!("{}", json(&line)?);
+    } else {
+        println!(
+            "{}",
+            report::stream_text(label, cfg.verify.as_str(), sides, r)
+        );
+    }
+    Ok(())
+}
+
+/// What the measuring options of `pingpong` and `stream` ask for, in `mode`
+/// with `wait`.
+pub fn measure_config(mode: ipc_core::Mode, wait: Wait, m: &Measure, count: u64) -> RunConfig {
     let mut cfg = config(mode, wait, &m.common);
     cfg.size = m.size;
     cfg.count = count;
