@@ -19,6 +19,7 @@ pub fn entries() -> Vec<Entry> {
         Entry::of::<ipc_semaphores::Semaphores>(),
         Entry::of::<ipc_sockets::Uds>(),
         Entry::of::<ipc_sockets::Tcp>(),
+        Entry::of::<ipc_mqueue::Mqueue>(),
         Entry::of::<ipc_shm::ShmRing>(),
         #[cfg(feature = "shared_memory")]
         Entry::of::<ipc_shm::ShmRingCrate>(),

@@ -6,23 +6,22 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::{FromRawFd, IntoRawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ipc_core::{Endpoint, Error, Handover, Mode, Options, Receiver, Sender, Transport};
 use ipc_pipes::{Fifo, Pipe};
 
-/// Counts the bytes the current thread allocates while `COUNTING` is set.
+/// Counts the bytes the current thread allocates while `COUNTING` is set
+/// (per thread: the other tests run on other threads meanwhile).
 struct Counting;
-
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
 }
 
 fn count(bytes: usize) {
     if COUNTING.with(Cell::get) {
-        ALLOCATED.fetch_add(bytes, Ordering::Relaxed);
+        ALLOCATED.with(|a| a.set(a.get() + bytes));
     }
 }
 
@@ -59,9 +58,9 @@ static GLOBAL: Counting = Counting;
 /// The bytes this thread allocates while running `f`.
 fn allocated_by<R>(f: impl FnOnce() -> R) -> (R, usize) {
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCATED.load(Ordering::Relaxed);
+    let before = ALLOCATED.with(Cell::get);
     let r = f();
-    let after = ALLOCATED.load(Ordering::Relaxed);
+    let after = ALLOCATED.with(Cell::get);
     COUNTING.with(|c| c.set(false));
     (r, after - before)
 }

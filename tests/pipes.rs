@@ -175,13 +175,8 @@ fn a_killed_peer_ends_the_run_with_exit_code_3_and_says_so() {
 fn a_killed_parent_leaves_no_orphan_and_clean_removes_its_fifos() {
     for variant in variants() {
         let tmp = TempDir::new("parentkill");
-        let (mut child, peer) = long_pipe_stream(&tmp, variant);
-        signal(child.id(), libc::SIGKILL);
-        let _ = wait_bounded(&mut child, Duration::from_secs(10));
-        assert!(
-            wait_gone(peer, Duration::from_secs(10)),
-            "{variant}: the peer {peer} outlived its parent"
-        );
+        let (child, peer) = long_pipe_stream(&tmp, variant);
+        kill_the_parent_and_expect_the_peer_gone(child, peer, variant);
         if variant == "fifo" {
             assert!(
                 !tmp.leftovers().is_empty(),

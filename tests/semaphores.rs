@@ -215,15 +215,10 @@ fn a_killed_parents_buffers_go_at_the_next_start_or_clean() {
         &["pingpong", "--count", "10", "--warmup", "0"],
     ] {
         let tmp = TempDir::new("semaphores-parentkill");
-        let (mut child, peer) = long_stream(BIN, &tmp, &[]);
+        let (child, peer) = long_stream(BIN, &tmp, &[]);
         let parent = child.id();
         assert!(!buffers_of(parent).is_empty(), "the run has a buffer");
-        signal(parent, libc::SIGKILL);
-        let _ = wait_bounded(&mut child, Duration::from_secs(10));
-        assert!(
-            wait_gone(peer, Duration::from_secs(10)),
-            "the peer outlived its parent"
-        );
+        kill_the_parent_and_expect_the_peer_gone(child, peer, "semaphores");
         assert!(!buffers_of(parent).is_empty(), "nobody removed them yet");
         let out = run(command(BIN, &tmp, next), LIMIT);
         assert!(out.status.success(), "{next:?}: {}", stderr(&out));

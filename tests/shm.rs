@@ -124,14 +124,9 @@ fn a_killed_parent_takes_its_peer_along_and_the_next_start_or_clean_removes_its_
     let _serial = one_at_a_time();
     for then in ["next start", "clean"] {
         let tmp = TempDir::new("shm-parentkill");
-        let (mut child, peer) = long_stream(BIN, &tmp, &[]);
+        let (child, peer) = long_stream(BIN, &tmp, &[]);
         let parent = child.id();
-        signal(parent, libc::SIGKILL);
-        let _ = wait_bounded(&mut child, Duration::from_secs(10));
-        assert!(
-            wait_gone(peer, Duration::from_secs(10)),
-            "the peer {peer} outlived its parent"
-        );
+        kill_the_parent_and_expect_the_peer_gone(child, peer, "shm");
         assert!(
             !regions_of(parent).is_empty(),
             "a SIGKILLed creator cannot remove its regions"

@@ -155,14 +155,9 @@ fn a_killed_parent_takes_its_peer_along_and_clean_removes_the_doorbells_region()
     let _serial = one_at_a_time();
     for variant in ["rt", "doorbell"] {
         let tmp = TempDir::new("signals-parentkill");
-        let (mut child, peer) = long_stream(BIN, &tmp, &["--variant", variant]);
+        let (child, peer) = long_stream(BIN, &tmp, &["--variant", variant]);
         let parent = child.id();
-        signal(parent, libc::SIGKILL);
-        let _ = wait_bounded(&mut child, Duration::from_secs(10));
-        assert!(
-            wait_gone(peer, Duration::from_secs(10)),
-            "{variant}: the peer outlived its parent"
-        );
+        kill_the_parent_and_expect_the_peer_gone(child, peer, variant);
         let out = run(command(BIN, &tmp, &["clean"]), LIMIT);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(

@@ -496,13 +496,8 @@ fn a_killed_peer_ends_the_run_with_exit_code_3() {
 fn a_killed_parent_takes_its_peer_along() {
     for variant in ["uds", "tcp"] {
         let tmp = TempDir::new("sockets-parentkill");
-        let (mut child, peer) = long_stream(BIN, &tmp, &["--variant", variant]);
-        signal(child.id(), libc::SIGKILL);
-        let _ = wait_bounded(&mut child, Duration::from_secs(10));
-        assert!(
-            wait_gone(peer, Duration::from_secs(10)),
-            "{variant}: the peer outlived its parent"
-        );
+        let (child, peer) = long_stream(BIN, &tmp, &["--variant", variant]);
+        kill_the_parent_and_expect_the_peer_gone(child, peer, variant);
         assert!(tmp.leftovers().is_empty(), "{:?}", tmp.leftovers());
     }
 }

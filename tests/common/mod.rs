@@ -276,3 +276,14 @@ pub fn ctrl_c_and_expect_both_gone(mut child: Child, peer: u32, what: &str) {
         "{what}: the peer outlived Ctrl-C"
     );
 }
+
+/// Kills a running `child` (the parent of a run) with SIGKILL and checks
+/// that its peer goes too, within 10 s.
+pub fn kill_the_parent_and_expect_the_peer_gone(mut child: Child, peer: u32, what: &str) {
+    signal(child.id(), libc::SIGKILL);
+    let _ = wait_bounded(&mut child, Duration::from_secs(10));
+    assert!(
+        wait_gone(peer, Duration::from_secs(10)),
+        "{what}: the peer outlived its parent"
+    );
+}

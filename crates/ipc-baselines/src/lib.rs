@@ -6,6 +6,8 @@
 //! - [`shm`]: the atomic floor (two threads, one cache line), single-core
 //!   `memcpy`, and a bare two-thread copy ring, for shared memory;
 //! - [`pipe`]: a raw pipe ping-pong, for pipes and FIFOs;
+//! - [`mqueue`]: a bare blocking `mq_send`/`mq_receive` ping-pong, for
+//!   message queues;
 //! - [`socket`]: the raw ping-pong over Unix stream sockets and loopback
 //!   TCP, for sockets;
 //! - [`signal`]: a bare real-time signal ping-pong, for signals;
@@ -22,6 +24,7 @@
 compile_error!("ipc-showcase runs on Linux only.");
 
 pub mod coroutine;
+pub mod mqueue;
 pub mod pipe;
 pub mod semaphore;
 pub mod shm;

@@ -1,0 +1,171 @@
+//! The queue's own promises, one at a time; the conformance suite (in
+//! lib.rs) and `tests/mqueue.rs` (the binary) do the rest.
+
+use std::time::{Duration, Instant};
+
+use ipc_core::conformance::a_dead_process;
+use ipc_core::{Error, Handover, Mode, Options, Receiver, Sender, Transport};
+use nix::mqueue::{MQ_OFlag, MqAttr};
+use nix::sys::stat::Mode as FileMode;
+
+use crate::queue::{self, Queue};
+use crate::Mqueue;
+
+fn channel(max: usize) -> (crate::MqSender, crate::MqReceiver) {
+    Mqueue::channel(Mode::Thread, &Options::default().max_message(max)).expect("channel")
+}
+
+#[test]
+fn an_empty_message_is_a_message_and_the_end_is_told_apart() {
+    let (mut tx, mut rx) = channel(16);
+    tx.send(b"").expect("send");
+    tx.send(b"x").expect("send");
+    drop(tx);
+    assert_eq!(rx.recv().expect("the empty one"), b"");
+    assert_eq!(rx.recv().expect("then x"), b"x");
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn a_message_over_the_size_is_too_large_naming_what_set_it() {
+    let (mut tx, _rx) = channel(100);
+    match tx.send(&[0; 101]) {
+        Err(Error::TooLarge {
+            len: 101,
+            max: 100,
+            limit,
+        }) => {
+            assert_eq!(limit, ipc_core::LIMIT_OPTION)
+        }
+        other => panic!("{other:?}"),
+    }
+    let (mut tx, _rx) = channel(usize::MAX);
+    let max = tx.max_message();
+    match tx.send(&vec![0; max + 1]) {
+        Err(Error::TooLarge { limit, .. }) => {
+            assert!(
+                limit.contains("RLIMIT_MSGQUEUE")
+                    || limit.contains("msgsize_max")
+                    || limit.contains("ceiling"),
+                "{limit}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_sender_blocked_on_a_full_queue_whose_receiver_died_wakes() {
+    let (mut tx, rx) = channel(8);
+    drop(Mqueue::export_receiver(rx, &mut Handover::new()).expect("export"));
+    Mqueue::set_peer_of_sender(&mut tx, &a_dead_process()).expect("peer");
+    let started = Instant::now();
+    let err = loop {
+        if let Err(e) = tx.send(b"12345678") {
+            break e;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still sending");
+    };
+    assert!(matches!(err, Error::Disconnected), "{err}");
+}
+
+#[test]
+fn a_receiver_whose_sender_died_gets_what_was_sent_then_the_end() {
+    let (mut tx, mut rx) = channel(8);
+    tx.send(b"last").expect("send");
+    drop(Mqueue::export_sender(tx, &mut Handover::new()).expect("export"));
+    Mqueue::set_peer_of_receiver(&mut rx, &a_dead_process()).expect("peer");
+    assert_eq!(rx.recv().expect("what it sent"), b"last");
+    let started = Instant::now();
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_receive_with_a_timeout_times_out() {
+    let (_tx, mut rx) = channel(8);
+    let started = Instant::now();
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(120)),
+        Err(Error::Timeout)
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(120));
+}
+
+#[test]
+fn a_message_at_a_priority_no_sender_uses_is_corrupt() {
+    let (_tx, mut rx) = channel(8);
+    let name = rx.end._named.as_ref().expect("named").name.clone();
+    let other =
+        nix::mqueue::mq_open(&*name, MQ_OFlag::O_WRONLY, FileMode::empty(), None).expect("open");
+    nix::mqueue::mq_send(&other, b"forged", 7).expect("send");
+    nix::mqueue::mq_close(other).expect("close");
+    assert!(matches!(rx.recv(), Err(Error::Corrupt(_))));
+}
+
+#[test]
+fn a_queue_of_another_user_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: only root can give a queue to another user");
+        return;
+    }
+    let (send, _recv, _named) = queue::create(16, 2).expect("queue");
+    let fd = send.dup_fd().expect("dup");
+    nix::unistd::fchown(&fd, Some(nix::unistd::Uid::from_raw(65534)), None).expect("chown");
+    match Queue::adopt(fd) {
+        Err(Error::BadEndpoint(why)) => assert!(why.contains("65534"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn clean_removes_the_queue_of_a_dead_creator_and_leaves_a_live_ones() {
+    // A live queue first: making one cleans too.
+    let (_tx, rx) = channel(8);
+    let live = rx.end._named.as_ref().expect("named").name.clone();
+    let dead = a_dead_process().id();
+    let name = format!(
+        "ipc-showcase.mqueue.{}.{}.test{}",
+        dead.pid(),
+        dead.start_ticks(),
+        std::process::id()
+    );
+    let attr = MqAttr::new(0, 2, 16, 0);
+    let q = nix::mqueue::mq_open(
+        &*format!("/{name}"),
+        MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_WRONLY,
+        FileMode::S_IRUSR | FileMode::S_IWUSR,
+        Some(&attr),
+    )
+    .expect("a queue left behind");
+    nix::mqueue::mq_close(q).expect("close");
+    let record = ipc_core::names::temp_dir().join(&name);
+    std::fs::write(&record, b"").expect("its record");
+    // (A channel made by another test meanwhile may clean it first.)
+    let report = queue::clean().expect("clean");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(!record.exists());
+    let gone = nix::mqueue::mq_open(
+        &*format!("/{name}"),
+        MQ_OFlag::O_RDONLY,
+        FileMode::empty(),
+        None,
+    );
+    assert_eq!(gone.err(), Some(nix::errno::Errno::ENOENT));
+    let kept = nix::mqueue::mq_open(&*live, MQ_OFlag::O_RDONLY, FileMode::empty(), None)
+        .expect("the live queue");
+    nix::mqueue::mq_close(kept).expect("close");
+}
+
+#[test]
+fn the_creator_unlinks_its_queue_and_record_when_its_ends_go() {
+    let (tx, rx) = channel(8);
+    let name = rx.end._named.as_ref().expect("named").name.clone();
+    let record = ipc_core::names::temp_dir().join(&name[1..]);
+    assert!(record.exists());
+    drop((tx, rx));
+    assert!(!record.exists());
+    let gone = nix::mqueue::mq_open(&*name, MQ_OFlag::O_RDONLY, FileMode::empty(), None);
+    assert_eq!(gone.err(), Some(nix::errno::Errno::ENOENT));
+}
