@@ -62,7 +62,7 @@ first line on stdout says where it listens (the port the kernel chose, for port 
                     .value_name("S")
                     .value_parser(parse_idle)
                     .default_value("30")
-                    .help("How long a client may say nothing before it is dropped (above 0, at most 3600)"),
+                    .help("How long a client may say nothing before it is dropped (0.001 to 3600; it also bounds how long an echo may wait for a client that does not read)"),
             )
             .arg(
                 Arg::new("max-connections")
@@ -92,9 +92,9 @@ first line on stdout says where it listens (the port the kernel chose, for port 
 
 fn parse_idle(s: &str) -> std::result::Result<Duration, String> {
     match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(Duration::from_secs_f64(v)),
+        Ok(v) if (0.001..=3600.0).contains(&v) => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!(
-            "{s:?} is not a number of seconds above 0 and at most 3600"
+            "{s:?} is not a number of seconds from 0.001 to 3600"
         )),
     }
 }

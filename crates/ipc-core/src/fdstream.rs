@@ -113,9 +113,10 @@ impl FdSender {
         self
     }
 
-    /// The fd inside, after the unsent rest of a frame (if any) is written.
+    /// The fd inside, after the unsent rest of a frame (if any) is written;
+    /// a receiver that takes none of it for [`LINGER`] is a `Timeout`.
     pub fn into_fd(mut self) -> Result<OwnedFd> {
-        self.flush()?;
+        self.finish_pending(Some(LINGER))?;
         self.fd
             .take()
             .ok_or_else(|| Error::io("take the stream", io::ErrorKind::NotConnected))

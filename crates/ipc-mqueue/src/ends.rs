@@ -1,108 +1,95 @@
 //! The sending and receiving ends, and how each knows that the other is
-//! gone: a close notice in the queue, a flag between ends of one process,
-//! or the other process's death (the core's liveness service).
+//! gone.
+//!
+//! Each channel has a **presence link** beside its queue: a Unix socket
+//! pair, one side held by each end. Nothing is ever written on it; when an
+//! end is dropped, or its process dies, the kernel closes its side and the
+//! other reads as hung up. A wait looks at it between slices of
+//! [`LIVENESS_CHECK`], so a death or a drop wakes the other side within
+//! one, in this process or another. Where the other end's process is known
+//! (the creator, or the child named by `set_peer`), the core's liveness
+//! service is asked too: a copy of the link inherited by a stray `fork`
+//! could otherwise keep it open.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ipc_core::liveness::{PeerProcess, ProcessId};
+use ipc_core::liveness::ProcessId;
 use ipc_core::{Error, Result};
 
 use crate::queue::{Attempt, Named, Queue};
 
-/// The priority of data; the close notice has a lower one, so that it is
-/// received only after every message sent before it.
+/// The priority every message goes at; a message at another one is not
+/// this transport's.
 pub(crate) const DATA: u32 = 1;
-/// The priority of the close notice (an empty message).
-pub(crate) const CLOSE: u32 = 0;
 
-/// How long a wait sleeps between two looks at the other side.
+/// How long a wait sleeps, at most, between two looks at the other side's
+/// process.
 pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
-
-/// How long a dropped sender waits for room for its close notice.
-const LINGER: Duration = Duration::from_secs(2);
-
-/// What two ends made in one process share.
-#[derive(Debug, Default)]
-pub(crate) struct Pair {
-    sender_gone: AtomicBool,
-    receiver_gone: AtomicBool,
-    /// An end was handed to another process: from then on that process's
-    /// life says whether it is there.
-    sender_away: AtomicBool,
-    receiver_away: AtomicBool,
-}
-
-impl Pair {
-    /// One of the two ends went to another process.
-    pub(crate) fn mark_away(&self, sender: bool) {
-        let flag = if sender {
-            &self.sender_away
-        } else {
-            &self.receiver_away
-        };
-        flag.store(true, Ordering::Release);
-    }
-}
-
-/// Where the other end is.
-#[derive(Debug)]
-pub(crate) enum Other {
-    /// In this process (the flags say whether it is gone), or handed to a
-    /// child whose identity arrives with `set_peer`.
-    Here(Arc<Pair>, Mutex<Option<PeerProcess>>),
-    /// In the process that created the channel, which handed this end over.
-    Creator(ProcessId),
-}
 
 /// What both ends hold.
 #[derive(Debug)]
 pub(crate) struct End {
     pub queue: Queue,
-    pub other: Other,
-    /// The queue's name, held by the ends in its creating process.
-    pub _named: Option<Arc<Named>>,
+    /// This end's side of the presence link.
+    pub presence: OwnedFd,
+    /// The other end's process, when known.
+    pub peer: Option<ProcessId>,
+    /// The queue's name, held by the ends in its creating process (the
+    /// last one to go unlinks it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub named: Option<std::sync::Arc<Named>>,
     /// Set once the other side is known to be gone.
     pub gone: bool,
     /// When the other side was last looked at.
     pub last_look: Instant,
-    /// Handed over: nothing to say on drop.
-    pub handed_over: bool,
 }
 
 impl End {
-    /// Whether the other end is gone: `sender` says which end this is.
-    fn other_gone(&self, sender: bool) -> bool {
-        match &self.other {
-            Other::Here(pair, peer) => {
-                let (gone, away) = if sender {
-                    (&pair.receiver_gone, &pair.receiver_away)
-                } else {
-                    (&pair.sender_gone, &pair.sender_away)
-                };
-                if gone.load(Ordering::Acquire) {
-                    return true;
-                }
-                away.load(Ordering::Acquire)
-                    && peer
-                        .lock()
-                        .ok()
-                        .and_then(|p| p.as_ref().map(|p| !p.is_running()))
-                        .unwrap_or(false)
-            }
-            Other::Creator(id) => !id.is_running(),
+    /// A new end.
+    pub(crate) fn new(
+        queue: Queue,
+        presence: OwnedFd,
+        peer: Option<ProcessId>,
+        named: Option<std::sync::Arc<Named>>,
+    ) -> End {
+        End {
+            queue,
+            presence,
+            peer,
+            named,
+            gone: false,
+            last_look: Instant::now(),
         }
     }
 
-    /// Looks at the other side if it is time to (or `now`), remembering a
-    /// death.
-    fn look(&mut self, sender: bool, now: bool) -> bool {
+    /// Whether the other end is gone: its side of the link hung up, or its
+    /// process is no more.
+    fn other_gone(&self) -> bool {
+        let hung_up = ipc_core::fdstream::wait_ready(
+            self.presence.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+            Some(Duration::ZERO),
+        )
+        .unwrap_or(true);
+        hung_up || self.peer.is_some_and(|p| !p.is_running())
+    }
+
+    /// Looks at the other side if it is time to (or `now`), remembering
+    /// that it is gone.
+    fn look(&mut self, now: bool) -> bool {
         if !self.gone && (now || self.last_look.elapsed() >= LIVENESS_CHECK) {
             self.last_look = Instant::now();
-            self.gone = self.other_gone(sender);
+            self.gone = self.other_gone();
         }
         self.gone
+    }
+
+    /// Sleeps until the queue is ready (`readable`: a message; else room)
+    /// or `slice` passes. The presence link is looked at between slices,
+    /// not polled with the queue, which keeps every wait to one descriptor.
+    fn wait(&self, readable: bool, slice: Duration) -> Result<()> {
+        self.queue.wait(readable, slice)
     }
 }
 
@@ -135,7 +122,6 @@ pub struct MqSender {
 pub struct MqReceiver {
     pub(crate) end: End,
     pub(crate) buf: Vec<u8>,
-    pub(crate) len: usize,
 }
 
 impl MqSender {
@@ -148,7 +134,7 @@ impl MqSender {
                 limit: self.limit,
             });
         }
-        if self.end.look(true, false) {
+        if self.end.look(false) {
             return Err(Error::Disconnected);
         }
         loop {
@@ -156,65 +142,59 @@ impl MqSender {
                 return Ok(());
             }
             // Full: is anyone still taking?
-            if self.end.look(true, true) {
+            if self.end.look(true) {
                 return Err(Error::Disconnected);
             }
             let Some(slice) = next_slice(deadline)? else {
                 return Err(Error::Full);
             };
-            self.end.queue.wait(false, slice)?;
+            self.end.wait(false, slice)?;
         }
-    }
-
-    /// The largest message (the queue's `mq_msgsize`).
-    pub fn max_message(&self) -> usize {
-        self.end.queue.msgsize
     }
 }
 
 impl MqReceiver {
-    /// Takes the next data message; `None` when `deadline` is `None` (poll)
-    /// and there is none. The close notice, or a sender that is gone with
-    /// the queue empty, is `Disconnected`.
-    fn take(&mut self, deadline: Option<Option<Instant>>) -> Result<Option<usize>> {
-        if self.end.gone {
-            return Err(Error::Disconnected);
+    /// One receive now: the message's length, or `None` for an empty queue.
+    fn receive_now(&mut self) -> Result<Option<usize>> {
+        match self.end.queue.try_recv(&mut self.buf)? {
+            Attempt::Done((len, DATA)) => Ok(Some(len)),
+            Attempt::Done((len, prio)) => Err(Error::Corrupt(format!(
+                "a message of {len} bytes at priority {prio}, which no sender of this transport uses"
+            ))),
+            Attempt::WouldBlock => Ok(None),
         }
-        // Waiting first when the sender has had no time to answer saves a
-        // failed receive; polling tries at once.
-        let mut ready = deadline.is_none();
+    }
+
+    /// Takes the next message; `None` when `deadline` is `None` (poll) and
+    /// there is none. A sender that is gone with the queue empty is
+    /// `Disconnected`: what it sent before it went is all taken first.
+    fn take(&mut self, deadline: Option<Option<Instant>>) -> Result<Option<usize>> {
+        // A plain receive waits first: in a ping-pong the answer has not
+        // come yet, and a failed receive would cost a system call.
+        let mut ready = !matches!(deadline, Some(None));
         loop {
             if ready {
-                match self.end.queue.try_recv(&mut self.buf)? {
-                    Attempt::Done((len, DATA)) => return Ok(Some(len)),
-                    Attempt::Done((_, CLOSE)) => {
-                        self.end.gone = true;
-                        return Err(Error::Disconnected);
-                    }
-                    Attempt::Done((len, prio)) => {
-                        return Err(Error::Corrupt(format!(
-                            "a message of {len} bytes at priority {prio}, which no sender of this transport uses"
-                        )))
-                    }
-                    Attempt::WouldBlock => {}
+                if let Some(len) = self.receive_now()? {
+                    return Ok(Some(len));
                 }
-                if self.end.look(false, deadline.is_some()) {
-                    // The sender is gone; what it sent before is all there.
-                    if let Attempt::Done((len, DATA)) = self.end.queue.try_recv(&mut self.buf)? {
-                        self.end.gone = false;
-                        return Ok(Some(len));
-                    }
-                    return Err(Error::Disconnected);
+                if self.end.look(deadline.is_some()) {
+                    // Gone; but a message may have come just before.
+                    return match self.receive_now()? {
+                        Some(len) => Ok(Some(len)),
+                        None => Err(Error::Disconnected),
+                    };
                 }
             }
             let Some(slice) = next_slice(deadline)? else {
                 return Ok(None);
             };
-            // Ready or not (a slice that ran out), look again: the
-            // receive, then the sender.
-            self.end.queue.wait(true, slice)?;
+            self.end.wait(true, slice)?;
             ready = true;
         }
+    }
+
+    fn message(&self, len: Option<usize>) -> &[u8] {
+        &self.buf[..len.unwrap_or(0)]
     }
 }
 
@@ -234,67 +214,23 @@ impl ipc_core::Sender for MqSender {
 
 impl ipc_core::Receiver for MqReceiver {
     fn recv(&mut self) -> Result<&[u8]> {
-        let len = self.take(Some(None))?.unwrap_or(0);
-        self.len = len;
-        Ok(&self.buf[..len])
+        let len = self.take(Some(None))?;
+        Ok(self.message(len))
     }
 
     fn try_recv(&mut self) -> Result<&[u8]> {
         match self.take(None)? {
-            Some(len) => {
-                self.len = len;
-                Ok(&self.buf[..len])
-            }
+            Some(len) => Ok(self.message(Some(len))),
             None => Err(Error::Empty),
         }
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]> {
-        let len = self
-            .take(Some(Some(Instant::now() + timeout)))?
-            .unwrap_or(0);
-        self.len = len;
-        Ok(&self.buf[..len])
+        let len = self.take(Some(Some(Instant::now() + timeout)))?;
+        Ok(self.message(len))
     }
 
     fn max_message(&self) -> usize {
         self.end.queue.msgsize
-    }
-}
-
-impl Drop for MqSender {
-    fn drop(&mut self) {
-        if self.end.handed_over {
-            return;
-        }
-        if let Other::Here(pair, _) = &self.end.other {
-            pair.sender_gone.store(true, Ordering::Release);
-        }
-        // The close notice, after everything sent: the receiver then knows
-        // the end from an empty message. Given up when nobody takes.
-        let until = Instant::now() + LINGER;
-        while !self.end.gone {
-            match self.end.queue.try_send(&[], CLOSE) {
-                Ok(Attempt::WouldBlock) => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() || self.end.look(true, true) {
-                        break;
-                    }
-                    let _ = self.end.queue.wait(false, left.min(LIVENESS_CHECK));
-                }
-                _ => break,
-            }
-        }
-    }
-}
-
-impl Drop for MqReceiver {
-    fn drop(&mut self) {
-        if self.end.handed_over {
-            return;
-        }
-        if let Other::Here(pair, _) = &self.end.other {
-            pair.receiver_gone.store(true, Ordering::Release);
-        }
     }
 }

@@ -30,16 +30,14 @@
 //!
 //! **Waits** use `poll` on the queue's descriptor in slices of
 //! [`ends::LIVENESS_CHECK`], on the monotonic clock (`mq_timedreceive`
-//! would take a wall-clock deadline), and between slices look at the other
-//! side: in the same process through a shared flag, in another through the
-//! core's liveness service (pid and start time). A sender blocked on a
-//! full queue whose receiver died wakes with `Disconnected`, and so does a
-//! receiver whose sender died, once the queue is empty.
-//!
-//! **The end of the stream** is told apart from an empty message by its
-//! priority: data goes at priority 1, and a dropped sender's close notice,
-//! an empty message, at priority 0, so it is received only after every
-//! message sent before it.
+//! would take a wall-clock deadline), and between slices look at the
+//! channel's presence link, a Unix socket pair, one side held by each end,
+//! that reads as hung up once the other end is dropped or its process dies,
+//! and at the other end's process through the core's liveness service,
+//! where it is known (see [`ends`]). A sender blocked on a full queue whose
+//! receiver went wakes with `Disconnected`, in this process or another, and
+//! so does a receiver whose sender went, once the queue is empty: **the end
+//! of the stream** is that, so a 0-byte message stays a message.
 //!
 //! **Sizes**: see [`limits`]: the `max_message` option sets the queue's
 //! message size, lowered to what binds (`TooLarge` names it), and
@@ -54,8 +52,8 @@ pub mod queue;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use ipc_core::liveness::{PeerProcess, ProcessId};
 use ipc_core::names::CleanReport;
@@ -63,7 +61,7 @@ use ipc_core::{check_mode, Endpoint, Error, Handover, Limit, Mode, Options, Resu
 
 pub use ends::{MqReceiver, MqSender};
 
-use ends::{End, Other, Pair};
+use ends::End;
 use limits::Bounds;
 use queue::Queue;
 
@@ -71,51 +69,36 @@ use queue::Queue;
 #[derive(Debug, Clone, Copy)]
 pub struct Mqueue;
 
-fn end(queue: Queue, other: Other, named: Option<Arc<queue::Named>>) -> End {
-    End {
-        queue,
-        other,
-        _named: named,
-        gone: false,
-        last_look: Instant::now(),
-        handed_over: false,
-    }
-}
-
 fn receiver(end: End) -> MqReceiver {
     let size = end.queue.msgsize;
     MqReceiver {
         end,
         buf: vec![0; size.max(1)],
-        len: 0,
     }
 }
 
-/// Marks the other end of a pair made here as handed to another process.
-fn mark_away(other: &Other, sender_away: bool) {
-    if let Other::Here(pair, _) = other {
-        pair.mark_away(sender_away);
-    }
+/// The presence link: a Unix socket pair nothing is written on.
+fn presence_link() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("make the queue's presence link", e))
 }
 
-/// Tells an end whose partner went to a child which process that is.
-fn set_peer(other: &Other, peer: &PeerProcess) {
-    if let Other::Here(_, slot) = other {
-        if let Ok(mut slot) = slot.lock() {
-            *slot = Some(peer.clone());
-        }
-    }
-}
-
-/// The endpoint of an end handed to a child: a copy of its descriptor
-/// (the end itself then closes its own without a word), and who created it.
-fn export(e: &mut End, handover: &mut Handover, sender: bool) -> Result<Endpoint> {
-    let fd = e.queue.dup_fd()?;
-    e.handed_over = true;
-    mark_away(&e.other, sender);
-    let mut ep = Endpoint::new(Mqueue::NAME, Mqueue::VARIANT, e.queue.msgsize);
+/// The endpoint of an end handed to a child: its queue descriptor and its
+/// side of the presence link, and who created it.
+fn export(end: End, handover: &mut Handover) -> Result<Endpoint> {
+    let mut ep = Endpoint::new(Mqueue::NAME, Mqueue::VARIANT, end.queue.msgsize);
     ep.extra = vec![ProcessId::current().pack()];
-    handover.add_fd(&mut ep, fd);
+    let End {
+        queue, presence, ..
+    } = end;
+    handover.add_fd(&mut ep, queue.into_fd());
+    handover.add_fd(&mut ep, presence);
     Ok(ep)
 }
 
@@ -128,7 +111,8 @@ fn adopt(mut ep: Endpoint) -> Result<End> {
         .and_then(|&w| ProcessId::unpack(w))
         .ok_or_else(|| Error::BadEndpoint("a queue endpoint names its creator".into()))?;
     let queue = Queue::adopt(ep.take_fd(0)?)?;
-    Ok(end(queue, Other::Creator(creator), None))
+    let presence = ep.take_fd(1)?;
+    Ok(End::new(queue, presence, Some(creator), None))
 }
 
 impl Transport for Mqueue {
@@ -148,14 +132,14 @@ impl Transport for Mqueue {
         } else {
             ipc_core::LIMIT_OPTION
         };
-        let (pair, named) = (Arc::new(Pair::default()), Arc::new(named));
-        let here = || Other::Here(Arc::clone(&pair), Mutex::new(None));
+        let named = Arc::new(named);
+        let (mine, theirs) = presence_link()?;
         Ok((
             MqSender {
-                end: end(send, here(), Some(Arc::clone(&named))),
+                end: End::new(send, mine, None, Some(Arc::clone(&named))),
                 limit,
             },
-            receiver(end(recv, here(), Some(named))),
+            receiver(End::new(recv, theirs, None, Some(named))),
         ))
     }
 
@@ -167,26 +151,26 @@ impl Transport for Mqueue {
         let b = Bounds::here();
         Limit {
             bytes: b.budget() as usize,
-            name: "a quarter of RLIMIT_MSGQUEUE (the bytes one user's queues may hold)",
+            name: "an eighth of RLIMIT_MSGQUEUE (the bytes one user's queues may hold)",
         }
     }
 
     fn set_peer_of_sender(end: &mut MqSender, peer: &PeerProcess) -> Result<()> {
-        set_peer(&end.end.other, peer);
+        end.end.peer = Some(peer.id());
         Ok(())
     }
 
     fn set_peer_of_receiver(end: &mut MqReceiver, peer: &PeerProcess) -> Result<()> {
-        set_peer(&end.end.other, peer);
+        end.end.peer = Some(peer.id());
         Ok(())
     }
 
-    fn export_sender(mut end: MqSender, handover: &mut Handover) -> Result<Endpoint> {
-        export(&mut end.end, handover, true)
+    fn export_sender(end: MqSender, handover: &mut Handover) -> Result<Endpoint> {
+        export(end.end, handover)
     }
 
-    fn export_receiver(mut end: MqReceiver, handover: &mut Handover) -> Result<Endpoint> {
-        export(&mut end.end, handover, false)
+    fn export_receiver(end: MqReceiver, handover: &mut Handover) -> Result<Endpoint> {
+        export(end.end, handover)
     }
 
     fn open_sender(ep: Endpoint) -> Result<MqSender> {

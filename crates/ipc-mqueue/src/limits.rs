@@ -8,14 +8,15 @@
 //! 65 536 messages). Either way RLIMIT_MSGQUEUE, the bytes one user's
 //! queues may hold in all (800 KiB by default), binds, and `mq_open` fails
 //! with `EMFILE` past it. So that several channels fit at once (a
-//! ping-pong has two queues), one channel takes at most [`SHARE`] of it.
+//! ping-pong has two queues), one queue takes at most 1/[`SHARE`] of it.
 
 use std::sync::OnceLock;
 
 use ipc_core::Limit;
 
-/// The part of RLIMIT_MSGQUEUE one queue may take: a quarter.
-pub const SHARE: u64 = 4;
+/// The part of RLIMIT_MSGQUEUE one queue may take: an eighth, so that a few
+/// channels (two queues for a ping-pong) fit at once.
+pub const SHARE: u64 = 8;
 
 /// The kernel's hard ceiling on a message (`HARD_MSGSIZEMAX`).
 pub const HARD_MSGSIZE: usize = 16 << 20;
@@ -44,6 +45,15 @@ pub struct Bounds {
 /// Bit 24 of the capability sets: CAP_SYS_RESOURCE.
 const CAP_SYS_RESOURCE: u32 = 24;
 
+/// Whether this process runs in the initial user namespace (its uid map
+/// is the identity over every uid).
+fn in_initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        fields == ["0", "0", "4294967295"]
+    })
+}
+
 fn read_number(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -61,7 +71,11 @@ impl Bounds {
                     .to_owned();
                 u64::from_str_radix(&hex, 16).ok()
             })
-            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+            // The kernel asks about the initial user namespace: inside
+            // another (`unshare -r`, a rootless container) the bit is shown
+            // but does not lift the queue limits.
+            && in_initial_user_namespace();
         let rlimit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MSGQUEUE)
             .map(|(soft, _)| soft)
             .unwrap_or(819_200);
@@ -94,7 +108,7 @@ impl Bounds {
                     "the kernel's ceiling on a queue's message (16 MiB)".to_owned(),
                 )
             } else {
-                (by_rlimit, format!("a quarter of RLIMIT_MSGQUEUE ({} bytes per user), so that a channel's queues fit", self.rlimit))
+                (by_rlimit, format!("an eighth of RLIMIT_MSGQUEUE ({} bytes per user), so that a channel's queues fit", self.rlimit))
             }
         } else if self.msgsize_max <= by_rlimit {
             (
@@ -105,7 +119,7 @@ impl Bounds {
                 ),
             )
         } else {
-            (by_rlimit, format!("a quarter of RLIMIT_MSGQUEUE ({} bytes per user), so that a channel's queues fit", self.rlimit))
+            (by_rlimit, format!("an eighth of RLIMIT_MSGQUEUE ({} bytes per user), so that a channel's queues fit", self.rlimit))
         };
         Limit {
             bytes,

@@ -182,15 +182,21 @@ impl Queue {
     }
 
     /// Waits up to `timeout` until a message is there (`readable`) or
-    /// there is room; whether it is.
-    pub fn wait(&self, readable: bool, timeout: Duration) -> Result<bool> {
+    /// there is room.
+    pub fn wait(&self, readable: bool, timeout: Duration) -> Result<()> {
         let events = if readable {
             PollFlags::POLLIN
         } else {
             PollFlags::POLLOUT
         };
         ipc_core::fdstream::wait_ready(self.fd.as_fd(), events, Some(timeout))
+            .map(drop)
             .map_err(|e| Error::io("wait on the message queue", e))
+    }
+
+    /// The descriptor, for a hand-over.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
     }
 
     /// A copy of the descriptor, for a hand-over.

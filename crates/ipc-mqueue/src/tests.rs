@@ -56,9 +56,41 @@ fn a_message_over_the_size_is_too_large_naming_what_set_it() {
 }
 
 #[test]
-fn a_sender_blocked_on_a_full_queue_whose_receiver_died_wakes() {
+fn a_sender_blocked_on_a_full_queue_wakes_when_the_receiver_goes() {
     let (mut tx, rx) = channel(8);
-    drop(Mqueue::export_receiver(rx, &mut Handover::new()).expect("export"));
+    let filler = std::thread::spawn(move || {
+        let started = Instant::now();
+        let err = loop {
+            if let Err(e) = tx.send(b"12345678") {
+                break e;
+            }
+        };
+        (err, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    // The sender is blocked on the full queue by now.
+    drop(rx);
+    let (err, took) = filler.join().expect("the sender");
+    assert!(matches!(err, Error::Disconnected), "{err}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn a_receiver_gets_what_was_sent_then_the_end() {
+    let (mut tx, mut rx) = channel(8);
+    tx.send(b"last").expect("send");
+    drop(tx);
+    assert_eq!(rx.recv().expect("what it sent"), b"last");
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn a_dead_peer_process_is_seen_even_when_its_link_stays_open() {
+    // The exported ends' fds live on in the hand-overs (as a stray fork's
+    // copy would): only the liveness service tells.
+    let (mut tx, rx) = channel(8);
+    let mut kept = Handover::new();
+    let _ep = Mqueue::export_receiver(rx, &mut kept).expect("export");
     Mqueue::set_peer_of_sender(&mut tx, &a_dead_process()).expect("peer");
     let started = Instant::now();
     let err = loop {
@@ -68,18 +100,25 @@ fn a_sender_blocked_on_a_full_queue_whose_receiver_died_wakes() {
         assert!(started.elapsed() < Duration::from_secs(10), "still sending");
     };
     assert!(matches!(err, Error::Disconnected), "{err}");
-}
 
-#[test]
-fn a_receiver_whose_sender_died_gets_what_was_sent_then_the_end() {
-    let (mut tx, mut rx) = channel(8);
-    tx.send(b"last").expect("send");
-    drop(Mqueue::export_sender(tx, &mut Handover::new()).expect("export"));
+    let (tx, mut rx) = channel(8);
+    let mut kept = Handover::new();
+    let _ep = Mqueue::export_sender(tx, &mut kept).expect("export");
     Mqueue::set_peer_of_receiver(&mut rx, &a_dead_process()).expect("peer");
-    assert_eq!(rx.recv().expect("what it sent"), b"last");
     let started = Instant::now();
     assert!(matches!(rx.recv(), Err(Error::Disconnected)));
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_zero_timeout_still_takes_a_message_that_is_there() {
+    let (mut tx, mut rx) = channel(8);
+    tx.send(b"here").expect("send");
+    assert_eq!(rx.recv_timeout(Duration::ZERO).expect("taken"), b"here");
+    assert!(matches!(
+        rx.recv_timeout(Duration::ZERO),
+        Err(Error::Timeout)
+    ));
 }
 
 #[test]
@@ -96,7 +135,7 @@ fn a_receive_with_a_timeout_times_out() {
 #[test]
 fn a_message_at_a_priority_no_sender_uses_is_corrupt() {
     let (_tx, mut rx) = channel(8);
-    let name = rx.end._named.as_ref().expect("named").name.clone();
+    let name = rx.end.named.as_ref().expect("named").name.clone();
     let other =
         nix::mqueue::mq_open(&*name, MQ_OFlag::O_WRONLY, FileMode::empty(), None).expect("open");
     nix::mqueue::mq_send(&other, b"forged", 7).expect("send");
@@ -123,7 +162,7 @@ fn a_queue_of_another_user_is_refused() {
 fn clean_removes_the_queue_of_a_dead_creator_and_leaves_a_live_ones() {
     // A live queue first: making one cleans too.
     let (_tx, rx) = channel(8);
-    let live = rx.end._named.as_ref().expect("named").name.clone();
+    let live = rx.end.named.as_ref().expect("named").name.clone();
     let dead = a_dead_process().id();
     let name = format!(
         "ipc-showcase.mqueue.{}.{}.test{}",
@@ -161,7 +200,7 @@ fn clean_removes_the_queue_of_a_dead_creator_and_leaves_a_live_ones() {
 #[test]
 fn the_creator_unlinks_its_queue_and_record_when_its_ends_go() {
     let (tx, rx) = channel(8);
-    let name = rx.end._named.as_ref().expect("named").name.clone();
+    let name = rx.end.named.as_ref().expect("named").name.clone();
     let record = ipc_core::names::temp_dir().join(&name[1..]);
     assert!(record.exists());
     drop((tx, rx));

@@ -186,20 +186,13 @@ impl Server {
     }
 }
 
-/// Errors of `accept` that concern one connection or a passing shortage,
-/// not the listener.
+/// Errors of `accept` that concern one connection, the network or a
+/// passing shortage, not the listener (accept(2) asks to retry on the
+/// network's errors): all but a listener that is no listener.
 fn is_transient(e: &io::Error) -> bool {
-    matches!(
+    !matches!(
         e.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EMFILE
-                | libc::ENFILE
-                | libc::ENOBUFS
-                | libc::ENOMEM
-                | libc::EINTR
-                | libc::EPROTO
-        )
+        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EFAULT)
     )
 }
 
@@ -208,14 +201,16 @@ fn is_transient(e: &io::Error) -> bool {
 fn echo(fd: OwnedFd, opts: &ServeOptions) -> std::result::Result<(), String> {
     let idle = nix::sys::time::TimeVal::new(
         opts.idle.as_secs().min(i64::MAX as u64) as i64,
-        opts.idle.subsec_micros() as i64,
+        // At least a microsecond: a zero timeout would mean none at all.
+        i64::from(opts.idle.subsec_micros()).max(i64::from(opts.idle.as_secs() == 0)),
     );
-    nix::sys::socket::setsockopt(
-        &fd.as_fd(),
-        nix::sys::socket::sockopt::ReceiveTimeout,
-        &idle,
-    )
-    .map_err(|e| format!("set the idle timeout: {e}"))?;
+    use nix::sys::socket::{setsockopt, sockopt};
+    setsockopt(&fd.as_fd(), sockopt::ReceiveTimeout, &idle)
+        .map_err(|e| format!("set the idle timeout: {e}"))?;
+    // The same limit on writes: a client that sends and never reads must
+    // not hold its thread for ever.
+    setsockopt(&fd.as_fd(), sockopt::SendTimeout, &idle)
+        .map_err(|e| format!("set the write timeout: {e}"))?;
     let mut conn = std::fs::File::from(fd);
     let mut body = Vec::new();
     loop {
@@ -237,18 +232,33 @@ fn echo(fd: OwnedFd, opts: &ServeOptions) -> std::result::Result<(), String> {
                 opts.max_message
             ));
         }
-        body.resize(len, 0);
-        let got = read_full(&mut conn, &mut body, opts)?;
-        if got < len {
-            return Err(format!(
-                "the client closed {got} bytes into a {len}-byte frame"
-            ));
+        // The body grows as its bytes arrive: a header alone makes the
+        // server allocate nothing.
+        body.clear();
+        while body.len() < len {
+            let at = body.len();
+            body.resize(len.min(at + CHUNK), 0);
+            let got = read_full(&mut conn, &mut body[at..], opts)?;
+            if at + got < body.len() {
+                return Err(format!(
+                    "the client closed {} bytes into a {len}-byte frame",
+                    at + got
+                ));
+            }
         }
         conn.write_all(&header)
             .and_then(|()| conn.write_all(&body))
-            .map_err(|e| format!("write the echo: {e}"))?;
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    format!("the client took no echo for {:?}", opts.idle)
+                }
+                _ => format!("write the echo: {e}"),
+            })?;
     }
 }
+
+/// How much of a frame's body is read (and allocated) at a time.
+const CHUNK: usize = 64 << 10;
 
 /// Reads until `buf` is full or the stream ends; returns how much it read.
 fn read_full(
@@ -379,16 +389,22 @@ mod tests {
         assert_eq!(rx.recv().expect("echo"), b"still here");
     }
 
-    #[test]
-    fn a_client_that_says_nothing_is_dropped_after_the_idle_time() {
+    /// A TCP echo server on loopback that drops a client idle for `idle`.
+    fn tcp_server_idle_after(idle: Duration) -> std::net::SocketAddr {
         let opts = ServeOptions {
-            idle: Duration::from_millis(200),
+            idle,
             ..ServeOptions::default()
         };
         let at = start(Address::parse("tcp", "127.0.0.1:0").expect("addr"), opts);
         let Address::Tcp(addr) = at else {
-            unreachable!()
+            unreachable!("a TCP address was asked for")
         };
+        addr
+    }
+
+    #[test]
+    fn a_client_that_says_nothing_is_dropped_after_the_idle_time() {
+        let addr = tcp_server_idle_after(Duration::from_millis(200));
         let mut quiet = TcpStream::connect(addr).expect("connect");
         quiet
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -400,5 +416,29 @@ mod tests {
             0
         );
         assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_client_that_sends_and_never_reads_is_dropped_after_the_idle_time() {
+        let addr = tcp_server_idle_after(Duration::from_millis(200));
+        let mut hog = TcpStream::connect(addr).expect("connect");
+        hog.set_write_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let frame = [&(60_000u32).to_le_bytes()[..], &[7u8; 60_000]].concat();
+        // Echoes pile up unread until the server's writes block; then it
+        // gives up on the client and closes, and our writes fail with a
+        // reset, not with our own time-out.
+        let err = loop {
+            if let Err(e) = hog.write_all(&frame) {
+                break e;
+            }
+        };
+        assert!(
+            !matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "the server never closed: {err}"
+        );
     }
 }
