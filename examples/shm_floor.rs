@@ -1,14 +1,16 @@
-//! The floors under `ipc-shm`, measured beside it in one run:
+//! The floors under `ipc-shm`, measured beside it in one run, each line
+//! naming the CPU model:
 //!
-//! - latency: two threads ping-ponging one 8-byte atomic on its own cache
-//!   line, timed one round trip per sample like the harness (the cheapest
-//!   possible exchange between two cores), next to `ipc-shm pingpong --wait
-//!   spin --batch 1` in process mode at 8 and 64 bytes, in rounds (the floor
-//!   and ipc-shm again each time) with the median of the rounds' ratios;
+//! - latency: the atomic floor (two threads ping-ponging one 8-byte atomic
+//!   on its own cache line), then at 8 and at 64 bytes the plain slot ring
+//!   (`ipc_baselines::shm::slot_ring_round_trips`, the yardstick) and
+//!   `ipc-shm pingpong --wait spin --batch 1` in process mode, all timed one
+//!   round trip per sample, in rounds (each round measures all of them
+//!   again), with the median of the rounds' ratios to the slot ring;
 //! - bandwidth: single-core `memcpy` of 64 KiB messages out of a ring-sized
 //!   buffer, and the barest copy ring between two threads (what the cores
 //!   and caches allow), next to `ipc-shm stream` at 64 KiB with `--verify
-//!   seq` and `full`.
+//!   seq` and `full`, copying and zero-copy (`--zero-copy`).
 //!
 //! ```text
 //! cargo run --release --example shm_floor
@@ -45,7 +47,7 @@ macro_rules! out {
 }
 
 fn main() {
-    let shm = Entry::of::<ipc_shm::ShmRing>();
+    let shm = Entry::with_zero_copy::<ipc_shm::ShmRing>();
     // SAFETY: first thing in main, before any thread or fd of this process.
     unsafe { ipc_harness::run_peer_if_asked(&[shm]) };
     ipc_harness::remove_objects_on_interrupt();
@@ -57,25 +59,39 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
         .unwrap_or(5)
         .max(1);
-    // Each round measures the floor and then ipc-shm, so that a ratio never
-    // spans a change of where the vCPUs run; the median of the rounds' ratios
-    // closes the list.
+    let cpu = ipc_harness::cpu_model();
+    // Each round measures the floor, then at each size the slot ring and
+    // ipc-shm, so that a ratio never spans a move of the vCPUs; the median
+    // of the rounds' ratios closes the list.
     let mut ratios = [Vec::new(), Vec::new()];
     for round in 1..=rounds {
         let samples = floor::atomic_round_trips(COUNT as usize, WARMUP as usize);
         let floor_p50 = samples[samples.len() / 2];
-        out!("{{\"round\":{round},\"name\":\"atomic ping-pong between two threads (floor)\",\"p50_ns\":{floor_p50},\"p99_ns\":{}}}", samples[samples.len() * 99 / 100]);
+        out!("{{\"round\":{round},\"name\":\"atomic ping-pong between two threads (floor)\",\"p50_ns\":{floor_p50},\"p99_ns\":{},\"cpu\":\"{cpu}\"}}", samples[samples.len() * 99 / 100]);
         for (i, size) in [8, 64].into_iter().enumerate() {
+            let Some(slots) = floor::slot_ring_round_trips(size, COUNT as usize, WARMUP as usize)
+            else {
+                out!("{{\"name\":\"slot ring --size {size}\",\"error\":\"a message came back wrong\",\"cpu\":\"{cpu}\"}}");
+                continue;
+            };
+            let slot_p50 = slots[slots.len() / 2];
+            out!(
+                "{{\"round\":{round},\"name\":\"plain slot ring between two threads --size {size}\",\"p50_ns\":{slot_p50},\"p99_ns\":{},\"x_floor\":{:.2},\"cpu\":\"{cpu}\"}}",
+                slots[slots.len() * 99 / 100],
+                slot_p50 as f64 / floor_p50 as f64,
+            );
             match (shm.pingpong)(&config(size, COUNT, Wait::Spin, Verify::Full)) {
                 Ok(r) => {
-                    let ratio = r.rtt.p50 as f64 / floor_p50 as f64;
+                    let ratio = r.rtt.p50 as f64 / slot_p50 as f64;
                     ratios[i].push(ratio);
                     out!(
-                        "{{\"round\":{round},\"name\":\"ipc-shm pingpong --wait spin --size {size}\",\"p50_ns\":{},\"p99_ns\":{},\"x_floor\":{ratio:.2}}}",
-                        r.rtt.p50, r.rtt.p99,
+                        "{{\"round\":{round},\"name\":\"ipc-shm pingpong --wait spin --size {size}\",\"p50_ns\":{},\"p99_ns\":{},\"x_floor\":{:.2},\"x_slot_ring\":{ratio:.2},\"cpu\":\"{cpu}\"}}",
+                        r.rtt.p50, r.rtt.p99, r.rtt.p50 as f64 / floor_p50 as f64,
                     )
                 }
-                Err(e) => out!("{{\"name\":\"ipc-shm --size {size}\",\"error\":\"{e}\"}}"),
+                Err(e) => out!(
+                    "{{\"name\":\"ipc-shm --size {size}\",\"error\":\"{e}\",\"cpu\":\"{cpu}\"}}"
+                ),
             }
         }
     }
@@ -85,7 +101,7 @@ fn main() {
     };
     let [mut r8, mut r64] = ratios;
     out!(
-        "{{\"name\":\"median of {rounds} rounds\",\"x_floor_8\":{:.2},\"x_floor_64\":{:.2}}}",
+        "{{\"name\":\"median of {rounds} rounds, ipc-shm / slot ring\",\"x_slot_ring_8\":{:.2},\"x_slot_ring_64\":{:.2},\"cpu\":\"{cpu}\"}}",
         median(&mut r8),
         median(&mut r64)
     );
@@ -95,7 +111,7 @@ fn main() {
     }
     const SIZE: usize = 64 << 10;
     let memcpy = floor::memcpy_bandwidth(SIZE, ipc_shm::DEFAULT_RING, 20_000);
-    out!("{{\"name\":\"memcpy 64 KiB, one core\",\"bytes_per_s\":{memcpy:.0}}}");
+    out!("{{\"name\":\"memcpy 64 KiB, one core\",\"bytes_per_s\":{memcpy:.0},\"cpu\":\"{cpu}\"}}");
     for ring in [ipc_shm::DEFAULT_RING, 256 << 10] {
         let name = format!(
             "bare copy ring, two threads, 64 KiB, {} KiB ring",
@@ -103,33 +119,36 @@ fn main() {
         );
         match floor::copy_ring_bandwidth(SIZE, ring, 20_000) {
             Some(b) => out!(
-                "{{\"name\":\"{name}\",\"bytes_per_s\":{b:.0},\"x_memcpy\":{:.2}}}",
+                "{{\"name\":\"{name}\",\"bytes_per_s\":{b:.0},\"x_memcpy\":{:.2},\"cpu\":\"{cpu}\"}}",
                 b / memcpy
             ),
             None => out!("{{\"name\":\"{name}\",\"error\":\"a message arrived wrong\"}}"),
         }
     }
     // The defaults (blocking waits, a 4 MiB ring), then both sides awake
-    // with a ring that stays in the caches (256 KiB).
+    // with a ring that stays in the caches (256 KiB), then zero-copy.
     let runs = [
-        (Wait::Block, None, Verify::Seq),
-        (Wait::Block, None, Verify::Full),
-        (Wait::Spin, Some(256 << 10), Verify::Seq),
+        (Wait::Block, None, Verify::Seq, false),
+        (Wait::Block, None, Verify::Full, false),
+        (Wait::Spin, Some(256 << 10), Verify::Seq, false),
+        (Wait::Block, None, Verify::Full, true),
     ];
-    for (wait, capacity, verify) in runs {
+    for (wait, capacity, verify, zero_copy) in runs {
         let mut cfg = config(SIZE, 20_000, wait, verify);
         cfg.capacity = capacity;
+        cfg.zero_copy = zero_copy;
         let name = format!(
-            "ipc-shm stream --size 65536 --wait {} --verify {}{}",
+            "ipc-shm stream --size 65536 --wait {} --verify {}{}{}",
             wait.as_str(),
             verify.as_str(),
             capacity
                 .map(|c| format!(" --capacity {c}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if zero_copy { " --zero-copy" } else { "" }
         );
         match (shm.stream)(&cfg) {
             Ok(r) => out!(
-                "{{\"name\":\"{name}\",\"bytes_per_s\":{:.0},\"x_memcpy\":{:.2}}}",
+                "{{\"name\":\"{name}\",\"bytes_per_s\":{:.0},\"x_memcpy\":{:.2},\"cpu\":\"{cpu}\"}}",
                 r.bytes_per_s,
                 r.bytes_per_s / memcpy
             ),

@@ -20,9 +20,9 @@ pub fn entries() -> Vec<Entry> {
         Entry::of::<ipc_sockets::Uds>(),
         Entry::of::<ipc_sockets::Tcp>(),
         Entry::of::<ipc_mqueue::Mqueue>(),
-        Entry::of::<ipc_shm::ShmRing>(),
+        Entry::with_zero_copy::<ipc_shm::ShmRing>(),
         #[cfg(feature = "shared_memory")]
-        Entry::of::<ipc_shm::ShmRingCrate>(),
+        Entry::with_zero_copy::<ipc_shm::ShmRingCrate>(),
         Entry::of::<ipc_channels::Mpsc>(),
         Entry::local::<ipc_coroutines::Coroutine>(),
     ]

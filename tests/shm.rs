@@ -100,6 +100,50 @@ fn every_mode_and_wait_prints_the_contract_json_and_leaves_nothing() {
 }
 
 #[test]
+fn zero_copy_pingpong_and_stream_run_in_both_modes_and_other_methods_refuse_it() {
+    let _serial = one_at_a_time();
+    let tmp = TempDir::new("shm-zero-copy");
+    for mode in ["process", "thread"] {
+        for (sub, size, wait) in [
+            ("pingpong", "64", "spin"),
+            ("pingpong", "0", "block"),
+            ("stream", "65536", "block"),
+            ("stream", "8", "hybrid"),
+        ] {
+            let args = [
+                sub,
+                "--zero-copy",
+                "--mode",
+                mode,
+                "--wait",
+                wait,
+                "--size",
+                size,
+                "--count",
+                "2000",
+                "--json",
+            ];
+            let (out, pid) = run_with_pid(command(BIN, &tmp, &args), LIMIT);
+            assert!(
+                out.status.success(),
+                "{sub} {mode} {size}: {}",
+                stderr(&out)
+            );
+            assert_eq!(json_line(&out)["size"].to_string(), size);
+            assert!(regions_of(pid).is_empty(), "left {:?}", regions_of(pid));
+        }
+    }
+    let pipes = env!("CARGO_BIN_EXE_ipc-pipes");
+    let out = run(command(pipes, &tmp, &["pingpong", "--zero-copy"]), LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no zero-copy path"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_killed_peer_ends_the_run_with_exit_code_3_and_the_regions_are_removed() {
     let _serial = one_at_a_time();
     for wait in ["block", "spin"] {

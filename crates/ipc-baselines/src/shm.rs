@@ -2,12 +2,16 @@
 //! same process in the same run:
 //!
 //! - latency: two threads ping-ponging one 8-byte atomic on its own cache
-//!   line, timed one round trip per sample like the harness times a ping-pong;
+//!   line, timed one round trip per sample like the harness times a ping-pong
+//!   (the floor: one cache line, which a 64-byte message cannot be); and the
+//!   plain slot ring, the yardstick a shared-memory ring's latency is held
+//!   to at every size ([`slot_ring_round_trips`]);
 //! - bandwidth: `memcpy` on one core, and the bare minimum of a copy between
 //!   two cores: a ring of fixed slots in which one thread copies each message
 //!   in and the other copies it out, with one counter per side and nothing
 //!   else (no framing, no waiting but spinning, no checks).
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -155,6 +159,169 @@ pub fn copy_ring_bandwidth(size: usize, ring: usize, count: u64) -> Option<f64> 
     matches!(wrong, Ok(0)).then(|| (count as f64 * size as f64) / elapsed.as_secs_f64())
 }
 
+/// Slots in each ring of the plain slot ring.
+pub const SLOT_RING_SLOTS: usize = 4096;
+
+/// The payload a slot of the plain slot ring holds: 128 bytes less its two
+/// words.
+pub const SLOT_PAYLOAD: usize = 112;
+
+/// One slot of the plain slot ring, alone on its 128 bytes.
+#[repr(C, align(128))]
+struct Slot {
+    /// The slot's position in the stream plus one, once it is full.
+    seq: AtomicU64,
+    len: AtomicU64,
+    payload: UnsafeCell<[u8; SLOT_PAYLOAD]>,
+}
+
+/// One direction of the plain slot ring: the slots, and the consumer's
+/// position on its own line.
+struct SlotRing {
+    slots: Box<[Slot]>,
+    read: Counter,
+}
+
+// SAFETY: a slot's payload is written by the producer only while the
+// consumer's position says the slot is free, and read by the consumer only
+// after the slot's `seq` (Release/Acquire) says it is full; the other fields
+// are atomics.
+unsafe impl Sync for SlotRing {}
+
+impl SlotRing {
+    fn new() -> Self {
+        SlotRing {
+            slots: (0..SLOT_RING_SLOTS)
+                .map(|_| Slot {
+                    seq: AtomicU64::new(0),
+                    len: AtomicU64::new(0),
+                    payload: UnsafeCell::new([0; SLOT_PAYLOAD]),
+                })
+                .collect(),
+            read: Counter(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The producer's side of a [`SlotRing`].
+struct SlotProducer<'a> {
+    ring: &'a SlotRing,
+    pos: u64,
+    cached_read: u64,
+}
+
+impl SlotProducer<'_> {
+    fn send(&mut self, msg: &[u8]) {
+        let ring = self.ring;
+        while self.pos - self.cached_read >= SLOT_RING_SLOTS as u64 {
+            self.cached_read = ring.read.0.load(Ordering::Acquire);
+            std::hint::spin_loop();
+        }
+        let slot = &ring.slots[self.pos as usize % SLOT_RING_SLOTS];
+        let len = msg.len().min(SLOT_PAYLOAD);
+        // SAFETY: the slot is free (the consumer's position, Acquire above,
+        // is less than a ring behind), so the consumer does not read it until
+        // the `seq` store below; len <= SLOT_PAYLOAD.
+        unsafe {
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), slot.payload.get().cast::<u8>(), len)
+        };
+        slot.len.store(len as u64, Ordering::Relaxed);
+        slot.seq.store(self.pos + 1, Ordering::Release);
+        self.pos += 1;
+    }
+}
+
+/// The consumer's side of a [`SlotRing`].
+struct SlotConsumer<'a> {
+    ring: &'a SlotRing,
+    pos: u64,
+}
+
+impl SlotConsumer<'_> {
+    /// Waits for the next message and copies it into `out`; its length.
+    fn recv(&mut self, out: &mut [u8; SLOT_PAYLOAD]) -> usize {
+        let slot = &self.ring.slots[self.pos as usize % SLOT_RING_SLOTS];
+        while slot.seq.load(Ordering::Acquire) != self.pos + 1 {
+            std::hint::spin_loop();
+        }
+        let len = (slot.len.load(Ordering::Relaxed) as usize).min(SLOT_PAYLOAD);
+        // SAFETY: the slot is full (its `seq`, Acquire above) and the producer
+        // does not write it again before our position below passes it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(slot.payload.get().cast::<u8>(), out.as_mut_ptr(), len)
+        };
+        self.pos += 1;
+        self.ring.read.0.store(self.pos, Ordering::Release);
+        len
+    }
+}
+
+/// `count` round trips (after `warmup` untimed ones) of `size`-byte messages
+/// through the plain slot ring between this thread and a spinning echo
+/// thread: two rings (ping and pong) of [`SLOT_RING_SLOTS`] slots of 128
+/// bytes, each slot `{seq, len, payload}`; the producer copies the payload
+/// in, stores `len` (Relaxed) and then `seq` (Release); the consumer spins on
+/// that slot's `seq` (Acquire), copies the payload out into its own buffer
+/// and stores its position (Release) on its own line, which the producer
+/// reads only when its cached copy says the ring is full. The echo copies
+/// each message back; this thread times each round trip with `Instant` and
+/// checks the first 8 bytes. The samples in nanoseconds, sorted; `None` when
+/// `size` is not 8 to [`SLOT_PAYLOAD`] bytes or a message came back wrong.
+///
+/// It is a fixed yardstick for shared-memory latency, the plainest ring
+/// that is right: not something to tune.
+pub fn slot_ring_round_trips(size: usize, count: usize, warmup: usize) -> Option<Vec<u64>> {
+    if !(8..=SLOT_PAYLOAD).contains(&size) {
+        return None;
+    }
+    let (ping, pong) = (SlotRing::new(), SlotRing::new());
+    let total = warmup + count;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut rx = SlotConsumer {
+                ring: &ping,
+                pos: 0,
+            };
+            let mut tx = SlotProducer {
+                ring: &pong,
+                pos: 0,
+                cached_read: 0,
+            };
+            let mut buf = [0u8; SLOT_PAYLOAD];
+            for _ in 0..total {
+                let len = rx.recv(&mut buf);
+                tx.send(&buf[..len]);
+            }
+        });
+        let mut tx = SlotProducer {
+            ring: &ping,
+            pos: 0,
+            cached_read: 0,
+        };
+        let mut rx = SlotConsumer {
+            ring: &pong,
+            pos: 0,
+        };
+        let mut msg = [5u8; SLOT_PAYLOAD];
+        let mut back = [0u8; SLOT_PAYLOAD];
+        let mut samples = Vec::with_capacity(count);
+        let mut wrong = 0u64;
+        for i in 0..total {
+            msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let t0 = Instant::now();
+            tx.send(&msg[..size]);
+            let len = rx.recv(&mut back);
+            let t = t0.elapsed().as_nanos() as u64;
+            wrong += u64::from(len != size || back[..8] != msg[..8]);
+            if i >= warmup {
+                samples.push(t);
+            }
+        }
+        samples.sort_unstable();
+        (wrong == 0).then_some(samples)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -163,6 +330,19 @@ mod tests {
         assert_eq!(samples.len(), 1000);
         assert!(samples.windows(2).all(|w| w[0] <= w[1]));
         assert!(samples[samples.len() - 1] > 0);
+    }
+
+    #[test]
+    fn the_slot_ring_brings_every_message_back_across_its_laps() {
+        // More round trips than slots: both rings wrap.
+        for size in [8, 64, super::SLOT_PAYLOAD] {
+            let samples = super::slot_ring_round_trips(size, 2 * super::SLOT_RING_SLOTS, 10);
+            let samples = samples.expect("every message came back");
+            assert_eq!(samples.len(), 2 * super::SLOT_RING_SLOTS);
+            assert!(samples.windows(2).all(|w| w[0] <= w[1]));
+        }
+        assert!(super::slot_ring_round_trips(7, 10, 0).is_none());
+        assert!(super::slot_ring_round_trips(super::SLOT_PAYLOAD + 1, 10, 0).is_none());
     }
 
     #[test]

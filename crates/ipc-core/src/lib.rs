@@ -63,5 +63,5 @@ pub use endpoint::{Endpoint, Handover};
 pub use error::{Error, Result, LIMIT_OPTION};
 pub use transport::{
     check_mode, unsupported, Handler, Limit, LossReport, LostMessage, Mode, Options, Receiver,
-    Sender, Transport,
+    RecvInPlace, SendInPlace, Sender, Transport,
 };

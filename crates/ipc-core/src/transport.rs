@@ -123,12 +123,42 @@ pub trait Sender {
     fn max_message(&self) -> usize;
 }
 
+/// Zero-copy sends, beside the trait: the message is written straight into
+/// the channel's own memory, where the receiver will read it, instead of
+/// being copied in from the caller's buffer. Only transports with memory
+/// both sides map have it (shared memory); the harness measures it with
+/// `--zero-copy`.
+pub trait SendInPlace: Sender {
+    /// Waits for room for a `len`-byte message, lets `fill` write all of it
+    /// in place (the bytes it finds there are left over from earlier
+    /// messages), then publishes it; `fill`'s result is returned.
+    /// [`Error::TooLarge`] above the maximum, as for `send`.
+    fn send_in_place<T>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> T) -> Result<T>;
+}
+
+/// Zero-copy receives, beside the trait: the next message is shown where the
+/// sender wrote it, and freed when the view is done, instead of being copied
+/// into the receiver's buffer. This is the one exception to the rule that a
+/// receiver never hands out a view of memory the other side may write: an
+/// honest sender never writes a published message, but one that breaks the
+/// protocol can change the bytes while `f` reads them (see the transport's
+/// own documentation for what that can and cannot do).
+pub trait RecvInPlace: Receiver {
+    /// Waits for the next message and hands a view of it to `f`; the
+    /// message is freed when `f` returns.
+    fn recv_in_place<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T>;
+    /// As [`RecvInPlace::recv_in_place`] if a message is waiting, else
+    /// [`Error::Empty`].
+    fn try_recv_in_place<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T>;
+}
+
 /// The receiving end of a one-way channel of whole messages.
 ///
 /// Contract (checked for every transport by [`crate::conformance`]):
 /// - Each call returns the next whole message, copied into a buffer this
 ///   receiver owns; the slice stays valid until the next call. Never a view
-///   into memory the other side may still write.
+///   into memory the other side may still write (zero-copy, the opt-in
+///   exception, is [`RecvInPlace`], beside this trait).
 /// - `recv` waits for a message; `try_recv` never waits and returns
 ///   [`Error::Empty`]; `recv_timeout` waits at most the timeout and then
 ///   returns [`Error::Timeout`], never sooner.

@@ -71,6 +71,9 @@ pub struct RunConfig {
     pub producers: usize,
     /// Consumers receiving from one channel (stream and demo).
     pub consumers: usize,
+    /// Messages written and read in place, inside the transport's memory
+    /// (pingpong and stream, where the transport has zero-copy).
+    pub zero_copy: bool,
 }
 
 impl RunConfig {
@@ -89,7 +92,7 @@ impl RunConfig {
     /// `wait`, and the command line's defaults for the rest: 1000 warm-up
     /// messages, `--batch auto`, not pinned, a 5 s peer timeout, every byte
     /// verified, hybrid's 50 us spin, the transport's own capacity, one
-    /// producer and one consumer.
+    /// producer and one consumer, messages copied.
     pub fn new(mode: Mode, wait: Wait, size: usize, count: u64) -> Self {
         RunConfig {
             mode,
@@ -106,6 +109,7 @@ impl RunConfig {
             capacity: None,
             producers: 1,
             consumers: 1,
+            zero_copy: false,
         }
     }
 

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use ipc_core::names::CleanReport;
-use ipc_core::{Limit, Mode, Transport};
+use ipc_core::{Limit, Mode, RecvInPlace, SendInPlace, Transport};
 
 use crate::config::RunConfig;
 use crate::error::{HarnessError, Result};
-use crate::link::{connect_any, connect_local, peer_main};
+use crate::link::{connect_any, connect_local, peer_main, peer_main_in_place};
 use crate::measure;
 use crate::peer::PeerSpec;
 use crate::report::{PingpongReport, StreamReport};
@@ -51,6 +51,8 @@ pub struct Entry {
     pub multi_producer: bool,
     /// Whether several consumers may share a channel.
     pub multi_consumer: bool,
+    /// Whether `pingpong` and `stream` can run zero-copy (`--zero-copy`).
+    pub zero_copy: bool,
     /// The largest message the transport carries at all.
     pub message_limit: fn() -> Limit,
     /// The largest `capacity` it takes.
@@ -105,6 +107,37 @@ impl Entry {
         }
     }
 
+    /// Registers a transport whose ends can move between threads and which
+    /// also sends and receives in place: as [`Entry::of`], and `pingpong`
+    /// and `stream` run zero-copy when the run asks for it.
+    pub fn with_zero_copy<T: Transport>() -> Entry
+    where
+        T::Sender: Send + SendInPlace,
+        T::Receiver: Send + RecvInPlace,
+    {
+        Entry {
+            zero_copy: true,
+            pingpong: |cfg| {
+                if cfg.zero_copy {
+                    measure::pingpong_in_place::<T>(cfg)
+                } else {
+                    measure::pingpong::<T>(cfg, connect_any::<T>)
+                }
+            },
+            stream: |cfg| {
+                if cfg.zero_copy {
+                    measure::stream_in_place::<T>(cfg)
+                } else if cfg.is_shared() {
+                    shared::stream_shared::<T>(cfg)
+                } else {
+                    measure::stream::<T>(cfg, connect_any::<T>)
+                }
+            },
+            peer: peer_main_in_place::<T>,
+            ..Self::of::<T>()
+        }
+    }
+
     /// Registers a transport whose ends stay on one thread (coroutine mode).
     pub fn local<T: Transport>() -> Entry {
         Entry {
@@ -129,6 +162,7 @@ impl Entry {
             modes: T::MODES,
             multi_producer: T::MULTI_PRODUCER,
             multi_consumer: T::MULTI_CONSUMER,
+            zero_copy: false,
             message_limit: T::message_limit,
             capacity_limit: T::capacity_limit,
             before_threads: T::before_threads,

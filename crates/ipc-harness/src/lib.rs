@@ -48,5 +48,5 @@ pub use entry::{DemoReport, Entry, SharedDemo};
 pub use error::{HarnessError, Result};
 pub use measure::{pingpong_on, stream_to_echo, PeerCpu};
 pub use payload::Verify;
-pub use sys::{machine, single_cpu_affinity};
+pub use sys::{cpu_model, machine, single_cpu_affinity};
 pub use wait::Wait;

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use ipc_core::{check_mode, Endpoint, Error, Handler, Handover, Mode, Transport};
+use ipc_core::{check_mode, Endpoint, Error, Handler, Handover, Mode, RecvInPlace, Transport};
 
 use crate::config::RunConfig;
 use crate::error::{HarnessError, Result};
 use crate::peer::{self, ChildPeer, PeerSpec};
-use crate::protocol::{consume, Consumer, Role};
+use crate::protocol::{consume, consume_in_place, Consumer, Role};
 use crate::sys::pin_current_thread;
 
 /// Where a consumer runs.
@@ -89,13 +89,23 @@ fn coroutine_link<T: Transport>(cfg: &RunConfig, role: Role) -> Result<Link<T>> 
     })
 }
 
+/// How a consumer takes its messages: [`consume`] (copied out) or
+/// [`consume_in_place`] (zero-copy).
+pub(crate) type Consume<T> = fn(
+    &mut <T as Transport>::Receiver,
+    &mut Consumer<<T as Transport>::Sender>,
+    crate::wait::Wait,
+) -> Result<()>;
+
 /// Starts a consumer playing `role` on `rx`, answering on `back`: in a child
-/// process (process mode) or a thread.
+/// process (process mode) or a thread; it takes its messages in place when
+/// `in_place` is `Some` (the function that does so in a thread).
 pub(crate) fn place_consumer<T: Transport>(
     cfg: &RunConfig,
     rx: T::Receiver,
     back: T::Sender,
     role: Role,
+    in_place: Option<Consume<T>>,
 ) -> Result<Place>
 where
     T::Sender: Send,
@@ -118,6 +128,7 @@ where
             pin,
             parent: std::process::id(),
             lifeline: String::new(),
+            in_place: in_place.is_some(),
         };
         return Ok(Place::Process(peer::spawn(
             spec,
@@ -132,7 +143,8 @@ where
                 pin_current_thread(cpu).map_err(HarnessError::Usage)?;
             }
             let mut rx = rx;
-            consume(&mut rx, &mut Consumer::new(role, back), wait)
+            let run = in_place.unwrap_or(consume::<T::Receiver, T::Sender>);
+            run(&mut rx, &mut Consumer::new(role, back), wait)
         })
         .map_err(|e| Error::io("start the consumer thread", e))?;
     Ok(Place::Thread(handle))
@@ -164,10 +176,24 @@ where
     if cfg.mode == Mode::Coroutine {
         return coroutine_link(cfg, role);
     }
+    link_to_consumer::<T>(cfg, role, None)
+}
+
+/// Two channels, and a consumer in another process or thread that answers
+/// on the second (taking its messages in place when `in_place` says how).
+fn link_to_consumer<T: Transport>(
+    cfg: &RunConfig,
+    role: Role,
+    in_place: Option<Consume<T>>,
+) -> Result<Link<T>>
+where
+    T::Sender: Send,
+    T::Receiver: Send,
+{
     let opts = cfg.options();
     let (tx, frx) = T::channel(cfg.mode, &opts)?;
     let (btx, rx) = T::channel(cfg.mode, &opts)?;
-    let place = place_consumer::<T>(cfg, frx, btx, role)?;
+    let place = place_consumer::<T>(cfg, frx, btx, role, in_place)?;
     let mut link = Link { tx, rx, place };
     introduce::<T>(
         &link.place,
@@ -175,6 +201,23 @@ where
         &mut link.rx,
     )?;
     Ok(link)
+}
+
+/// [`Connect`] for zero-copy runs: a consumer in another process or thread
+/// that takes its messages in place.
+pub fn connect_in_place<T: Transport>(cfg: &RunConfig, role: Role) -> Result<Link<T>>
+where
+    T::Sender: Send,
+    T::Receiver: Send + RecvInPlace,
+{
+    check_mode::<T>(cfg.mode)?;
+    if cfg.mode == Mode::Coroutine {
+        return Err(HarnessError::Usage(
+            "--zero-copy runs the consumer in another process or thread".into(),
+        ));
+    }
+    let in_place: Consume<T> = consume_in_place::<T::Receiver, T::Sender>;
+    link_to_consumer::<T>(cfg, role, Some(in_place))
 }
 
 /// [`Connect`] for transports whose ends stay on one thread: coroutine mode only.
@@ -193,6 +236,41 @@ pub fn connect_local<T: Transport>(cfg: &RunConfig, role: Role) -> Result<Link<T
 /// `spec` came from the parent that spawned this process, which handed over
 /// the fds its endpoint tokens name; nothing else in this process owns them.
 pub unsafe fn peer_main<T: Transport>(spec: &PeerSpec) -> Result<()> {
+    if spec.in_place {
+        return Err(HarnessError::Usage(format!(
+            "{} has no zero-copy path",
+            spec.entry
+        )));
+    }
+    // SAFETY: passed on from our caller.
+    unsafe { peer_with::<T>(spec, consume::<T::Receiver, T::Sender>) }
+}
+
+/// [`peer_main`] for a transport with zero-copy: takes the messages in
+/// place when the parent asked for it.
+///
+/// # Safety
+///
+/// As for [`peer_main`].
+pub unsafe fn peer_main_in_place<T: Transport>(spec: &PeerSpec) -> Result<()>
+where
+    T::Receiver: RecvInPlace,
+{
+    let run: Consume<T> = if spec.in_place {
+        consume_in_place::<T::Receiver, T::Sender>
+    } else {
+        consume::<T::Receiver, T::Sender>
+    };
+    // SAFETY: passed on from our caller.
+    unsafe { peer_with::<T>(spec, run) }
+}
+
+/// Reopens the ends a peer process was given and runs `run` on them.
+///
+/// # Safety
+///
+/// As for [`peer_main`].
+unsafe fn peer_with<T: Transport>(spec: &PeerSpec, run: Consume<T>) -> Result<()> {
     // SAFETY: passed on from our caller.
     let (forward, back) = unsafe {
         (
@@ -206,7 +284,7 @@ pub unsafe fn peer_main<T: Transport>(spec: &PeerSpec) -> Result<()> {
         pin_current_thread(cpu).map_err(HarnessError::Usage)?;
     }
     crate::wait::set_spin(Duration::from_nanos(spec.spin_ns), spec.spin_yields);
-    consume(
+    run(
         &mut rx,
         &mut Consumer::new(spec.role.clone(), tx),
         spec.wait,
@@ -276,7 +354,7 @@ where
     let mut consumers = Vec::with_capacity(cfg.consumers);
     for (j, rx) in receivers.into_iter().enumerate() {
         let (back, mut answers) = T::channel(cfg.mode, &opts)?;
-        let place = place_consumer::<T>(cfg, rx, back, role(j))?;
+        let place = place_consumer::<T>(cfg, rx, back, role(j), None)?;
         introduce::<T>(&place, &mut senders, &mut answers)?;
         consumers.push((answers, place));
     }

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_core::{Mode, Receiver, Sender, Transport};
+use ipc_core::{Mode, Receiver, RecvInPlace, SendInPlace, Sender, Transport};
 
 use crate::config::{Batch, RunConfig};
 use crate::control::Control;
 use crate::error::{HarnessError, Result};
-use crate::link::{with_link, Connect};
+use crate::link::{connect_in_place, with_link, Connect};
 use crate::payload::{self, Verify};
 use crate::protocol::Role;
 use crate::report::{PingpongReport, Rtt, StreamReport};
@@ -75,6 +75,31 @@ pub fn pingpong<T: Transport>(cfg: &RunConfig, connect: Connect<T>) -> Result<Pi
     })
 }
 
+/// Zero-copy ping-pong: as [`pingpong`], with each message written in
+/// place by the producer, echoed by a consumer that copies it straight from
+/// one channel's memory into the other's, and checked in place.
+pub fn pingpong_in_place<T: Transport>(cfg: &RunConfig) -> Result<PingpongReport>
+where
+    T::Sender: Send + SendInPlace,
+    T::Receiver: Send + RecvInPlace,
+{
+    let role = Role::Echo {
+        warmup: cfg.warmup,
+        count: cfg.count,
+        report_cpu: true,
+    };
+    with_link(cfg, role, connect_in_place::<T>, |tx, rx| {
+        let moves = InPlace {
+            tx,
+            rx,
+            size: cfg.size,
+            verify: cfg.verify,
+            wait: cfg.wait,
+        };
+        round_trips(cfg, moves, PeerCpu::Reported)
+    })
+}
+
 /// The ping-pong itself, on a sender and a receiver whose other side echoes
 /// every message unchanged: this process's consumer, or an echo server on
 /// another host (`ipc-sockets serve`, with [`PeerCpu::Unknown`]).
@@ -84,14 +109,116 @@ pub fn pingpong_on<S: Sender, R: Receiver>(
     rx: &mut R,
     peer_cpu: PeerCpu,
 ) -> Result<PingpongReport> {
-    let (size, warmup, count, wait, verify) =
-        (cfg.size, cfg.warmup, cfg.count, cfg.wait, cfg.verify);
-    let mut msg = vec![0u8; size];
-    let stamp_len = size.min(8);
-    let echo_ok = |m: &[u8], msg: &[u8]| match verify {
-        Verify::Full => m == msg,
-        Verify::Seq => m.len() == msg.len() && m[..stamp_len] == msg[..stamp_len],
+    let moves = Copied {
+        tx,
+        rx,
+        msg: vec![0u8; cfg.size],
+        verify: cfg.verify,
+        wait: cfg.wait,
     };
+    round_trips(cfg, moves, peer_cpu)
+}
+
+/// How a ping-pong moves its messages.
+trait RoundTrip {
+    /// Before a batch (untimed) that begins with message `seq`.
+    fn prepare(&mut self, seq: u64);
+    /// Sends message `seq`.
+    fn send(&mut self, seq: u64) -> Result<()>;
+    /// Waits for the echo of message `seq`: whether it is what was sent.
+    fn echo_ok(&mut self, seq: u64) -> Result<bool>;
+    /// The consumer's CPU time, which it reports after the last echo.
+    fn peer_cpu(&mut self) -> Result<Option<u64>>;
+}
+
+/// Messages copied in and out through the transport's trait: the message is
+/// made in full at the start of each batch, and only its stamp changes
+/// within one; each echo is compared with it.
+struct Copied<'a, S, R> {
+    tx: &'a mut S,
+    rx: &'a mut R,
+    msg: Vec<u8>,
+    verify: Verify,
+    wait: Wait,
+}
+
+impl<S: Sender, R: Receiver> RoundTrip for Copied<'_, S, R> {
+    fn prepare(&mut self, seq: u64) {
+        payload::fill(&mut self.msg, seq, Verify::Full);
+    }
+
+    #[inline(always)]
+    fn send(&mut self, seq: u64) -> Result<()> {
+        let stamp_len = self.msg.len().min(8);
+        self.msg[..stamp_len].copy_from_slice(&seq.to_le_bytes()[..stamp_len]);
+        Ok(self.tx.send(&self.msg)?)
+    }
+
+    #[inline(always)]
+    fn echo_ok(&mut self, _seq: u64) -> Result<bool> {
+        let msg = &self.msg;
+        let stamp_len = msg.len().min(8);
+        let verify = self.verify;
+        Ok(self.wait.recv_with(self.rx, |m| match verify {
+            Verify::Full => m == msg.as_slice(),
+            Verify::Seq => m.len() == msg.len() && m[..stamp_len] == msg[..stamp_len],
+        })?)
+    }
+
+    fn peer_cpu(&mut self) -> Result<Option<u64>> {
+        peer_cpu_of(self.rx, self.wait)
+    }
+}
+
+/// Zero-copy: each message is made in place (as much of it as `--verify`
+/// checks), and each echo is checked in place.
+struct InPlace<'a, S, R> {
+    tx: &'a mut S,
+    rx: &'a mut R,
+    size: usize,
+    verify: Verify,
+    wait: Wait,
+}
+
+impl<S: SendInPlace, R: RecvInPlace> RoundTrip for InPlace<'_, S, R> {
+    fn prepare(&mut self, _seq: u64) {}
+
+    #[inline(always)]
+    fn send(&mut self, seq: u64) -> Result<()> {
+        let verify = self.verify;
+        Ok(self
+            .tx
+            .send_in_place(self.size, |m| payload::fill(m, seq, verify))?)
+    }
+
+    #[inline(always)]
+    fn echo_ok(&mut self, seq: u64) -> Result<bool> {
+        let (size, verify) = (self.size, self.verify);
+        Ok(self
+            .wait
+            .recv_in_place_with(self.rx, |m| payload::check(m, seq, size, verify).is_ok())?)
+    }
+
+    fn peer_cpu(&mut self) -> Result<Option<u64>> {
+        peer_cpu_of(self.rx, self.wait)
+    }
+}
+
+/// The consumer's report of its CPU time, after the last echo.
+fn peer_cpu_of<R: Receiver>(rx: &mut R, wait: Wait) -> Result<Option<u64>> {
+    Ok(match expect_answer(rx, wait, "cpu")? {
+        Control::Cpu(ns) => ns,
+        _ => None,
+    })
+}
+
+/// The timed ping-pong over `moves`.
+fn round_trips(
+    cfg: &RunConfig,
+    mut moves: impl RoundTrip,
+    peer_cpu: PeerCpu,
+) -> Result<PingpongReport> {
+    let (warmup, count) = (cfg.warmup, cfg.count);
     let bad = |seq: u64| {
         HarnessError::Verify(format!(
             "the echo of message {seq} differs from what was sent"
@@ -104,9 +231,9 @@ pub fn pingpong_on<S: Sender, R: Receiver>(
         if seq == warmup / 2 {
             calibration_start = Instant::now();
         }
-        payload::fill(&mut msg, seq, Verify::Full);
-        tx.send(&msg)?;
-        if !wait.recv_with(rx, |m| echo_ok(m, &msg))? {
+        moves.prepare(seq);
+        moves.send(seq)?;
+        if !moves.echo_ok(seq)? {
             return Err(bad(seq));
         }
     }
@@ -131,15 +258,14 @@ pub fn pingpong_on<S: Sender, R: Receiver>(
     let (mut seq, end) = (warmup, warmup + count);
     while seq < end {
         let k = batch.min(end - seq);
-        payload::fill(&mut msg, seq, Verify::Full);
+        moves.prepare(seq);
         let t0 = Instant::now();
         for _ in 0..k {
-            tx.send(&msg)?;
-            if !wait.recv_with(rx, |m| echo_ok(m, &msg))? {
+            moves.send(seq)?;
+            if !moves.echo_ok(seq)? {
                 return Err(bad(seq));
             }
             seq += 1;
-            msg[..stamp_len].copy_from_slice(&seq.to_le_bytes()[..stamp_len]);
         }
         let sample = t0.elapsed().as_nanos() as f64 / k as f64;
         hist.saturating_record(sample.round() as u64);
@@ -149,13 +275,9 @@ pub fn pingpong_on<S: Sender, R: Receiver>(
     let elapsed = started.elapsed();
     let mine = thread_cpu().saturating_sub(cpu_start);
     let cpu = match peer_cpu {
-        PeerCpu::Reported if count > 0 => {
-            let peer = match expect_answer(rx, wait, "cpu")? {
-                Control::Cpu(ns) => ns,
-                _ => None,
-            };
-            peer.map(|peer| mine + Duration::from_nanos(peer))
-        }
+        PeerCpu::Reported if count > 0 => moves
+            .peer_cpu()?
+            .map(|peer| mine + Duration::from_nanos(peer)),
         PeerCpu::Reported | PeerCpu::SameThread => Some(mine),
         PeerCpu::Unknown => None,
     };
@@ -240,47 +362,76 @@ pub fn stream_to_echo<S: Sender + Send, R: Receiver + Send>(
 /// by the consumer; the time runs until the consumer confirms the last.
 /// With several producers or consumers, see [`stream_shared`].
 pub fn stream<T: Transport>(cfg: &RunConfig, connect: Connect<T>) -> Result<StreamReport> {
-    let (size, warmup, count, wait, verify) =
-        (cfg.size, cfg.warmup, cfg.count, cfg.wait, cfg.verify);
     let report_cpu = cfg.mode != Mode::Coroutine;
-    let role = Role::Sink {
-        size,
-        warmup,
-        count,
-        verify,
-        report_cpu,
-    };
-    with_link(cfg, role, connect, |tx, rx| {
-        let mut msg = vec![0u8; size];
-        for seq in 0..warmup {
-            payload::fill(&mut msg, seq, verify);
-            tx.send(&msg)?;
-        }
-        if warmup > 0 {
-            expect_answer(rx, wait, "warm")?;
-        }
-        let cpu_start = thread_cpu();
-        let started = Instant::now();
-        for seq in warmup..warmup + count {
-            payload::fill(&mut msg, seq, verify);
-            tx.send(&msg)?;
-        }
-        let peer_cpu = if count > 0 {
-            match expect_answer(rx, wait, "done")? {
-                Control::Done { cpu_ns, .. } => cpu_ns,
-                _ => None,
-            }
-        } else {
-            Some(0)
-        };
-        let elapsed = started.elapsed();
-        let cpu = peer_cpu
-            .map(|peer| thread_cpu().saturating_sub(cpu_start) + Duration::from_nanos(peer));
-        Ok(StreamReport {
-            msgs_per_s: per_second(count, elapsed),
-            bytes_per_s: per_second(count * size as u64, elapsed),
-            cpu_ns_per_msg: cpu.map(|cpu| per_message(cpu, count)),
+    with_link(cfg, sink(cfg, report_cpu), connect, |tx, rx| {
+        let mut msg = vec![0u8; cfg.size];
+        stream_on(cfg, rx, |seq| {
+            payload::fill(&mut msg, seq, cfg.verify);
+            Ok(tx.send(&msg)?)
         })
+    })
+}
+
+/// Zero-copy stream: as [`stream`], with each message made in place by the
+/// producer (as much of it as `--verify` checks) and checked in place by
+/// the consumer.
+pub fn stream_in_place<T: Transport>(cfg: &RunConfig) -> Result<StreamReport>
+where
+    T::Sender: Send + SendInPlace,
+    T::Receiver: Send + RecvInPlace,
+{
+    with_link(cfg, sink(cfg, true), connect_in_place::<T>, |tx, rx| {
+        stream_on(cfg, rx, |seq| {
+            Ok(tx.send_in_place(cfg.size, |m| payload::fill(m, seq, cfg.verify))?)
+        })
+    })
+}
+
+/// The consumer's role in a stream.
+fn sink(cfg: &RunConfig, report_cpu: bool) -> Role {
+    Role::Sink {
+        size: cfg.size,
+        warmup: cfg.warmup,
+        count: cfg.count,
+        verify: cfg.verify,
+        report_cpu,
+    }
+}
+
+/// The stream itself: `send(seq)` sends message `seq`; the consumer's
+/// answers come on `rx`.
+fn stream_on<R: Receiver>(
+    cfg: &RunConfig,
+    rx: &mut R,
+    mut send: impl FnMut(u64) -> Result<()>,
+) -> Result<StreamReport> {
+    let (size, warmup, count, wait) = (cfg.size, cfg.warmup, cfg.count, cfg.wait);
+    for seq in 0..warmup {
+        send(seq)?;
+    }
+    if warmup > 0 {
+        expect_answer(rx, wait, "warm")?;
+    }
+    let cpu_start = thread_cpu();
+    let started = Instant::now();
+    for seq in warmup..warmup + count {
+        send(seq)?;
+    }
+    let peer_cpu = if count > 0 {
+        match expect_answer(rx, wait, "done")? {
+            Control::Done { cpu_ns, .. } => cpu_ns,
+            _ => None,
+        }
+    } else {
+        Some(0)
+    };
+    let elapsed = started.elapsed();
+    let cpu =
+        peer_cpu.map(|peer| thread_cpu().saturating_sub(cpu_start) + Duration::from_nanos(peer));
+    Ok(StreamReport {
+        msgs_per_s: per_second(count, elapsed),
+        bytes_per_s: per_second(count * size as u64, elapsed),
+        cpu_ns_per_msg: cpu.map(|cpu| per_message(cpu, count)),
     })
 }
 

@@ -58,6 +58,9 @@ pub struct PeerSpec {
     pub parent: u32,
     /// The endpoint token of the lifeline pipe's read end.
     pub lifeline: String,
+    /// Whether the peer takes its messages in place (zero-copy).
+    #[serde(default)]
+    pub in_place: bool,
 }
 
 /// Where the reapers tell of a peer that died unnoticed, when someone

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ipc_core::{Receiver, Sender};
+use ipc_core::{Receiver, RecvInPlace, Sender};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{Control, Tally};
@@ -270,8 +270,29 @@ pub fn consume<R: Receiver, S: Sender>(
     consumer: &mut Consumer<S>,
     wait: Wait,
 ) -> Result<()> {
+    consume_by(consumer, |c| wait.recv_with(rx, |m| c.handle(m)))
+}
+
+/// [`consume`] with each message shown in place (zero-copy): the consumer
+/// checks a stream's messages where the producer wrote them, and an echo
+/// copies each straight from one channel's memory into the other's.
+pub fn consume_in_place<R: RecvInPlace, S: Sender>(
+    rx: &mut R,
+    consumer: &mut Consumer<S>,
+    wait: Wait,
+) -> Result<()> {
+    consume_by(consumer, |c| wait.recv_in_place_with(rx, |m| c.handle(m)))
+}
+
+/// The consumer's loop over `next`, which waits for a message and has the
+/// consumer handle it.
+#[inline(always)]
+fn consume_by<S: Sender>(
+    consumer: &mut Consumer<S>,
+    mut next: impl FnMut(&mut Consumer<S>) -> ipc_core::Result<ipc_core::Result<Flow>>,
+) -> Result<()> {
     loop {
-        match wait.recv_with(rx, |m| consumer.handle(m)) {
+        match next(consumer) {
             Ok(Ok(Flow::Continue)) => {}
             Ok(Ok(Flow::Stop)) => return Ok(()),
             // The channel back to the producer is gone: so is the run.

@@ -84,15 +84,7 @@ pub fn wait_child(pid: u32) -> std::io::Result<ChildExit> {
 
 /// The machine in one line: CPU model, CPUs, kernel.
 pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = cpu_model();
     // Online CPUs, not the ones this process may use (taskset narrows those).
     // SAFETY: sysconf only reads a configuration value.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1);
@@ -100,4 +92,18 @@ pub fn machine() -> String {
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
     format!("{cpu}, {cpus} CPUs, Linux {kernel}")
+}
+
+/// The CPU's model name as /proc/cpuinfo gives it ("AMD EPYC"), which every
+/// figure names: machines of one kind may be AMD or Intel.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc_core::{Error, Receiver};
+use ipc_core::{Error, Receiver, RecvInPlace};
 use serde::{Deserialize, Serialize};
 
 /// How the receiving side waits for the next message.
@@ -78,20 +78,48 @@ impl Wait {
     pub fn recv_with<R: Receiver + ?Sized, T>(
         self,
         rx: &mut R,
-        f: impl FnOnce(&[u8]) -> T,
+        mut f: impl FnMut(&[u8]) -> T,
     ) -> Result<T, Error> {
+        self.wait_for(|block| {
+            if block {
+                rx.recv().map(&mut f)
+            } else {
+                rx.try_recv().map(&mut f)
+            }
+        })
+    }
+
+    /// Waits for the next message on `rx` and hands `f` a view of it in
+    /// place (zero-copy), which is freed when `f` returns.
+    #[inline]
+    pub fn recv_in_place_with<R: RecvInPlace + ?Sized, T>(
+        self,
+        rx: &mut R,
+        mut f: impl FnMut(&[u8]) -> T,
+    ) -> Result<T, Error> {
+        self.wait_for(|block| {
+            if block {
+                rx.recv_in_place(&mut f)
+            } else {
+                rx.try_recv_in_place(&mut f)
+            }
+        })
+    }
+
+    /// The wait itself, over `take`: `take(true)` waits for a message in
+    /// the kernel, `take(false)` returns [`Error::Empty`] when there is none.
+    #[inline(always)]
+    fn wait_for<T>(self, mut take: impl FnMut(bool) -> Result<T, Error>) -> Result<T, Error> {
         match self {
-            Wait::Block => rx.recv().map(f),
-            Wait::Resume => match rx.try_recv() {
-                Ok(m) => Ok(f(m)),
+            Wait::Block => take(true),
+            Wait::Resume => match take(false) {
                 Err(Error::Empty) => Err(Error::WouldDeadlock),
-                Err(e) => Err(e),
+                other => other,
             },
             Wait::Spin => loop {
-                match rx.try_recv() {
-                    Ok(m) => return Ok(f(m)),
+                match take(false) {
                     Err(Error::Empty) => relax(),
-                    Err(e) => return Err(e),
+                    other => return other,
                 }
             },
             Wait::Hybrid => {
@@ -99,15 +127,14 @@ impl Wait {
                 let start = Instant::now();
                 let mut polls = 0u32;
                 loop {
-                    match rx.try_recv() {
-                        Ok(m) => return Ok(f(m)),
+                    match take(false) {
                         Err(Error::Empty) => {}
-                        Err(e) => return Err(e),
+                        other => return other,
                     }
                     polls = polls.wrapping_add(1);
                     // Read the clock only every 16 polls: it costs more than a poll.
                     if polls % 16 == 0 && start.elapsed() >= budget {
-                        return rx.recv().map(f);
+                        return take(true);
                     }
                     relax();
                 }

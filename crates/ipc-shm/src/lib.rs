@@ -61,7 +61,7 @@ use ipc_core::{check_mode, Endpoint, Handover, Limit, Mode, Options, Result, Tra
 #[cfg(feature = "shared_memory")]
 pub use region::Crate;
 pub use region::{clean, Backend, Native, Region, SHM_DIR};
-pub use ring::{Bell, Futex, ShmReceiver, ShmSender, Side};
+pub use ring::{Bell, Futex, Loan, ShmReceiver, ShmSender, Side, View};
 
 /// The ring's default size when the options name none: large enough that a
 /// producer of 64 KiB messages seldom finds it full and sleeps (the README

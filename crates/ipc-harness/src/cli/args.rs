@@ -89,6 +89,11 @@ pub struct Measure {
     /// [default: the method's].
     #[arg(long, value_name = "BYTES", value_parser = parse_capacity)]
     pub capacity: Option<usize>,
+    /// Zero-copy, where the method has it (shm): the producer writes each
+    /// message in place inside the channel and the consumer checks it
+    /// there, instead of copying it in and out.
+    #[arg(long)]
+    pub zero_copy: bool,
 }
 
 /// Several producers and consumers on one channel, where the method has them.
@@ -317,6 +322,17 @@ pub fn check_fits(entry: &Entry, cfg: &RunConfig) -> Result<()> {
                 limit.name
             )));
         }
+    }
+    if cfg.zero_copy && !entry.zero_copy {
+        return Err(HarnessError::Usage(format!(
+            "{} has no zero-copy path (shared memory has one): leave out --zero-copy",
+            entry.id()
+        )));
+    }
+    if cfg.zero_copy && cfg.is_shared() {
+        return Err(HarnessError::Usage(
+            "--zero-copy runs one producer and one consumer".into(),
+        ));
     }
     if cfg.producers > 1 && !entry.multi_producer {
         return Err(HarnessError::Usage(format!(

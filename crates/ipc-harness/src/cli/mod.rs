@@ -334,6 +334,7 @@ pub fn measure_config(mode: ipc_core::Mode, wait: Wait, m: &Measure, count: u64)
     cfg.batch = m.batch;
     cfg.verify = m.verify;
     cfg.capacity = m.capacity;
+    cfg.zero_copy = m.zero_copy;
     cfg
 }
 

@@ -8,8 +8,11 @@
 //! carries the frame's position stamp (high 32 bits) and length (low 32
 //! bits) and is published last: the consumer polls the header of the next
 //! frame itself, so an 8-byte message moves in one cache line and a 64-byte
-//! one in two (the consumer asks for the second line before each look at the
-//! header, so the two travel together). A frame that does not fit before the
+//! one in two. (The consumer once prefetched the second line before each
+//! look at a header: on AMD EPYC the two lines then travelled together, but
+//! on Intel Xeon a prefetch on every poll pulls the line away from the
+//! producer while it writes it, and cost more than it saved: see the
+//! README.) A frame that does not fit before the
 //! end of the ring is preceded by a wrap marker. The ring is never cleared by
 //! the consumer, so the slot where the next header will go may still hold an
 //! earlier lap's payload, whose bytes could read as a header for this lap:
@@ -38,8 +41,8 @@ use ipc_core::{Error, Limit, Result};
 
 use crate::region::{Backend, Region};
 
-pub use receiver::ShmReceiver;
-pub use sender::ShmSender;
+pub use receiver::{ShmReceiver, View};
+pub use sender::{Loan, ShmSender};
 pub use wait::{Bell, Futex, LIVENESS_CHECK};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ipcshm03");
@@ -227,26 +230,6 @@ impl Ring {
         // SAFETY: DATA_OFFSET + off <= the region's length (our caller keeps
         // off <= capacity, and the region holds DATA_OFFSET + capacity).
         unsafe { self.region.as_ptr().add(DATA_OFFSET + off as usize) }
-    }
-
-    /// Asks for the cache line after the one holding the header at `off`.
-    /// Called before each look at a header: when the producer has just
-    /// written both lines, the two misses then overlap instead of the second
-    /// following the first.
-    #[inline]
-    fn prefetch_after(&self, off: u64) {
-        let next = (off | 63) + 1;
-        if next < self.capacity {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: a prefetch is only a hint: it reads nothing into the
-            // program and cannot fault; next < capacity keeps the address
-            // inside the ring.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    self.data(next) as *const i8,
-                );
-            }
-        }
     }
 
     pub(crate) fn name(&self) -> &str {

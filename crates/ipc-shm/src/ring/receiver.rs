@@ -35,11 +35,9 @@ impl<B> std::fmt::Debug for ShmReceiver<B> {
     }
 }
 
-/// What the next frame holds.
-pub(super) enum Next {
-    Message,
-    Empty,
-}
+/// What the consumer's position holds: a published frame (its ring offset
+/// and length), or nothing yet.
+pub(super) type Found = Option<(u64, usize)>;
 
 impl<B: Backend> ShmReceiver<B> {
     /// The consumer's end of `ring`, whose consumer end this process holds.
@@ -79,12 +77,12 @@ impl<B: Backend> ShmReceiver<B> {
         h & !0xffff_ffff == stamp(tail)
     }
 
-    /// Copies the next message into `buf`, if there is one.
-    #[inline]
-    pub(super) fn take(&mut self) -> Result<Next> {
+    /// The published frame at the consumer's position, if there is one,
+    /// checked to lie inside the ring; not freed yet.
+    #[inline(always)]
+    pub(super) fn locate(&mut self) -> Result<Found> {
         let ring = &*self.ring;
         let off = self.tail & (ring.capacity - 1);
-        ring.prefetch_after(off);
         let h = ring.header(off).load(Ordering::Acquire);
         if h & !0xffff_ffff != stamp(self.tail) {
             return self.nothing_yet();
@@ -92,33 +90,43 @@ impl<B: Backend> ShmReceiver<B> {
         let len = h as u32 as usize;
         if len > ring.max || off + frame_len(len) > ring.capacity {
             // A wrap marker (its length is u32::MAX) or a corrupt header.
-            return self.take_slow();
+            return self.locate_slow();
         }
-        self.read(off, len);
-        Ok(Next::Message)
+        Ok(Some((off, len)))
+    }
+
+    /// Copies the next message into `buf`, if there is one, and frees it.
+    #[cfg(test)]
+    pub(super) fn take(&mut self) -> Result<bool> {
+        match self.locate()? {
+            Some((off, len)) => {
+                self.read(off, len);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Why there is no frame at the consumer's position: none yet, or none
     /// ever again.
     #[inline]
-    fn nothing_yet(&self) -> Result<Next> {
+    fn nothing_yet(&self) -> Result<Found> {
         let ring = &*self.ring;
         if (self.gone || ring.ctl().life.0.producer.closed.load(Ordering::Acquire) != 0)
             && !Self::ready(ring, self.tail)
         {
             return Err(Error::Disconnected);
         }
-        Ok(Next::Empty)
+        Ok(None)
     }
 
-    /// `take` past a wrap marker, or the error for a header that cannot be.
+    /// `locate` past a wrap marker, or the error for a header that cannot be.
     #[cold]
     #[inline(never)]
-    fn take_slow(&mut self) -> Result<Next> {
+    fn locate_slow(&mut self) -> Result<Found> {
         let ring = &*self.ring;
         loop {
             let off = self.tail & (ring.capacity - 1);
-            ring.prefetch_after(off);
             let h = ring.header(off).load(Ordering::Acquire);
             if h & !0xffff_ffff != stamp(self.tail) {
                 return self.nothing_yet();
@@ -135,8 +143,7 @@ impl<B: Backend> ShmReceiver<B> {
                     ring.max, ring.capacity
                 )));
             }
-            self.read(off, len);
-            return Ok(Next::Message);
+            return Ok(Some((off, len)));
         }
     }
 
@@ -161,18 +168,26 @@ impl<B: Backend> ShmReceiver<B> {
             std::ptr::copy_nonoverlapping(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
             self.buf.set_len(len);
         }
+        self.free(len);
+    }
+
+    /// Frees the frame of a `len`-byte message at the consumer's position:
+    /// the producer may write there again.
+    #[inline(always)]
+    fn free(&mut self, len: usize) {
+        let ring = &*self.ring;
         self.tail += frame_len(len);
         publish(&ring.ctl().tail.0, self.tail, self.light);
         wake(ring, Side::Producer);
         self.empty_polls.reset();
     }
 
-    /// Waits for a message until `deadline` (`None`: no limit).
-    fn wait(&mut self, deadline: Option<Instant>) -> Result<()> {
+    /// Waits for a published frame until `deadline` (`None`: no limit).
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<(u64, usize)> {
         let mut since = Instant::now();
         loop {
-            if let Next::Message = self.take()? {
-                return Ok(());
+            if let Some(found) = self.locate()? {
+                return Ok(found);
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
@@ -194,14 +209,103 @@ impl<B: Backend> ShmReceiver<B> {
         }
     }
 
-    /// After the producer's process was found gone: a message it published
-    /// before it died, or `Disconnected` (from now on).
-    fn last_look(&mut self) -> Result<()> {
-        self.gone = true;
-        match self.take()? {
-            Next::Message => Ok(()),
-            Next::Empty => Err(Error::Disconnected),
+    /// Polls once for a published frame; every so often, when there is
+    /// none, checks that the producer still runs.
+    #[inline]
+    fn poll(&mut self) -> Result<(u64, usize)> {
+        match self.locate()? {
+            Some(found) => Ok(found),
+            None => {
+                if self.empty_polls.tick() && !self.ring.alive(Side::Producer) {
+                    return self.last_look();
+                }
+                Err(Error::Empty)
+            }
         }
+    }
+
+    /// After the producer's process was found gone: a frame it published
+    /// before it died, or `Disconnected` (from now on).
+    fn last_look(&mut self) -> Result<(u64, usize)> {
+        self.gone = true;
+        self.locate()?.ok_or(Error::Disconnected)
+    }
+
+    /// Waits for the next message and shows it in place, inside the ring:
+    /// zero-copy. The message is freed when the [`View`] is dropped; until
+    /// then the producer does not write over it (and can fill the rest of
+    /// the ring).
+    pub fn recv_in_place(&mut self) -> Result<View<'_, B>> {
+        let (off, len) = self.wait(None)?;
+        Ok(View {
+            receiver: self,
+            off,
+            len,
+        })
+    }
+
+    /// As [`ShmReceiver::recv_in_place`] if a message is waiting, else
+    /// [`Error::Empty`].
+    pub fn try_recv_in_place(&mut self) -> Result<View<'_, B>> {
+        let (off, len) = self.poll()?;
+        Ok(View {
+            receiver: self,
+            off,
+            len,
+        })
+    }
+}
+
+/// A message shown where the producer wrote it, inside the ring, by
+/// [`ShmReceiver::recv_in_place`]; dropping the view frees it.
+///
+/// It derefs to a `&[u8]`. That is sound for an honest producer, which never
+/// writes a published frame before the consumer's position has passed it,
+/// and the position moves only when the view is dropped. A producer that
+/// breaks the protocol can write the bytes under the view while it is read:
+/// then they may change between two reads of one byte (a copy out of the
+/// ring, as `recv` makes, would have the same mix of old and new bytes, only
+/// frozen); a check made on the view does not hold for a later read of it.
+/// Nothing outside the frame's place in the ring, which was checked to lie
+/// inside the ring, is ever shown.
+pub struct View<'a, B: Backend> {
+    receiver: &'a mut ShmReceiver<B>,
+    off: u64,
+    len: usize,
+}
+
+impl<B: Backend> std::ops::Deref for View<'_, B> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: locate checked that the frame [off, off + HEADER + len)
+        // lies inside the ring, which is mapped as long as the receiver,
+        // which outlives this view; the header was read with Acquire after
+        // the producer published it, so the payload's bytes are visible;
+        // the frame stays the consumer's until `free`, which only the
+        // view's drop calls. (A dishonest producer: see the type's
+        // documentation.)
+        unsafe { std::slice::from_raw_parts(self.receiver.ring.data(self.off + HEADER), self.len) }
+    }
+}
+
+impl<B: Backend> Drop for View<'_, B> {
+    fn drop(&mut self) {
+        self.receiver.free(self.len);
+    }
+}
+
+impl<B: Backend> ipc_core::RecvInPlace for ShmReceiver<B> {
+    #[inline]
+    fn recv_in_place<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        let view = ShmReceiver::recv_in_place(self)?;
+        Ok(f(&view))
+    }
+
+    #[inline]
+    fn try_recv_in_place<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        let view = ShmReceiver::try_recv_in_place(self)?;
+        Ok(f(&view))
     }
 }
 
@@ -214,25 +318,20 @@ impl<B> ShmReceiver<B> {
 
 impl<B: Backend> ipc_core::Receiver for ShmReceiver<B> {
     fn recv(&mut self) -> Result<&[u8]> {
-        self.wait(None)?;
+        let (off, len) = self.wait(None)?;
+        self.read(off, len);
         Ok(&self.buf)
     }
 
     fn try_recv(&mut self) -> Result<&[u8]> {
-        match self.take()? {
-            Next::Message => Ok(&self.buf),
-            Next::Empty => {
-                if self.empty_polls.tick() && !self.ring.alive(Side::Producer) {
-                    self.last_look()?;
-                    return Ok(&self.buf);
-                }
-                Err(Error::Empty)
-            }
-        }
+        let (off, len) = self.poll()?;
+        self.read(off, len);
+        Ok(&self.buf)
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]> {
-        self.wait(Some(Instant::now() + timeout))?;
+        let (off, len) = self.wait(Some(Instant::now() + timeout))?;
+        self.read(off, len);
         Ok(&self.buf)
     }
 

@@ -202,11 +202,16 @@ impl<B: Backend> ShmSender<B> {
         }
     }
 
-    pub(super) fn put(&mut self, msg: &[u8], block: bool) -> Result<()> {
+    /// Finds room for a frame of a `len`-byte message (waiting for it when
+    /// `block`), and says where its payload goes: the frame's ring offset,
+    /// and how many bytes before the ring's end the producer skips (0, or
+    /// the rest of the ring when the frame wraps to offset 0).
+    #[inline(always)]
+    fn reserve(&mut self, len: usize, block: bool) -> Result<(u64, u64)> {
         let ring = &*self.ring;
-        if msg.len() > ring.max {
+        if len > ring.max {
             return Err(Error::TooLarge {
-                len: msg.len(),
+                len,
                 max: ring.max,
                 limit: ring.limit,
             });
@@ -214,45 +219,164 @@ impl<B: Backend> ShmSender<B> {
         if self.gone || ring.ctl().life.0.consumer.closed.load(Ordering::Relaxed) != 0 {
             return Err(Error::Disconnected);
         }
-        let frame = frame_len(msg.len());
-        let mut off = self.head & (ring.capacity - 1);
+        let frame = frame_len(len);
+        let off = self.head & (ring.capacity - 1);
         let to_end = ring.capacity - off;
         let wraps = frame > to_end;
-        // The frame, and the header slot after it, which is cleared below.
+        // The frame, and the header slot after it, which `publish` clears.
         let need = if wraps { to_end + frame } else { frame } + HEADER;
         self.make_room(need, block)?;
-        if wraps {
+        Ok(if wraps { (0, to_end) } else { (off, 0) })
+    }
+
+    /// Publishes the frame `reserve` found at ring offset `off` (after
+    /// `skip` bytes to the ring's end), whose `len` bytes of payload are
+    /// written: a wrap marker first if it skips, the slot after the frame
+    /// cleared, then its header.
+    #[inline(always)]
+    fn publish(&mut self, off: u64, skip: u64, len: usize) {
+        if skip > 0 {
             // The consumer goes to offset 0 on seeing the marker.
-            self.clear_slot(self.head + to_end);
+            self.clear_slot(self.head + skip);
             let ring = &*self.ring;
-            ring.header(off)
+            ring.header(self.head & (ring.capacity - 1))
                 .store(stamp(self.head) | WRAP as u64, Ordering::SeqCst);
-            self.head += to_end;
-            off = 0;
+            self.head += skip;
         }
+        let frame = frame_len(len);
         // The consumer looks there once it has this frame.
         self.clear_slot(self.head + frame);
         let ring = &*self.ring;
-        // SAFETY: the frame [off, off + frame) lies inside the ring (a frame
-        // that would pass the end was moved to offset 0 above, and the ring
-        // holds two of the largest frames), and make_room guaranteed it is
-        // free: the consumer has moved past it and will not read it before
-        // the header below is published. The source is the caller's slice,
-        // msg.len() <= frame - HEADER bytes. A consumer that breaks the
-        // protocol and reads or writes the frame meanwhile races only with
-        // these bytes of shared memory, never with memory of ours.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.data(off + HEADER), msg.len()) };
         // Published before the load of `waiting` in `wake` (a consumer about
         // to sleep either sees this header or is seen waiting here), with a
         // sequentially consistent swap even where a compiler fence would do:
         // a locked xchg reaches a polling consumer on another core sooner
         // than a plain store (the README has the figures).
         ring.header(off)
-            .swap(stamp(self.head) | msg.len() as u64, Ordering::SeqCst);
+            .swap(stamp(self.head) | len as u64, Ordering::SeqCst);
         self.head += frame;
         wake(ring, Side::Consumer);
         self.clear_ahead();
+    }
+
+    pub(super) fn put(&mut self, msg: &[u8], block: bool) -> Result<()> {
+        let (off, skip) = self.reserve(msg.len(), block)?;
+        // SAFETY: the frame [off, off + frame_len) lies inside the ring (a
+        // frame that would pass the end goes to offset 0, and the ring holds
+        // two of the largest frames), and reserve made sure it is free: the
+        // consumer has moved past it and will not read it before `publish`
+        // stores its header. The source is the caller's slice of msg.len()
+        // bytes. A consumer that breaks the protocol and reads or writes the
+        // frame meanwhile races only with these bytes of shared memory,
+        // never with memory of ours.
+        unsafe {
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.data(off + HEADER), msg.len())
+        };
+        self.publish(off, skip, msg.len());
         Ok(())
+    }
+
+    /// Lends the room for a `len`-byte message inside the ring, waiting for
+    /// it if the ring is full: write the message into the [`Loan`] and
+    /// [`Loan::commit`] it to publish it; a loan dropped without a commit
+    /// publishes nothing. Zero-copy: the consumer reads the bytes where they
+    /// are written. [`Error::TooLarge`] above the ring's maximum,
+    /// [`Error::Disconnected`] once the consumer is gone.
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_, B>> {
+        self.lend(len, true)
+    }
+
+    /// As [`ShmSender::loan`], but [`Error::Full`] instead of waiting.
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_, B>> {
+        self.lend(len, false)
+    }
+
+    fn lend(&mut self, len: usize, block: bool) -> Result<Loan<'_, B>> {
+        let (off, skip) = self.reserve(len, block)?;
+        Ok(Loan {
+            sender: self,
+            off,
+            skip,
+            len,
+            committed: false,
+        })
+    }
+}
+
+/// Room for one message inside the ring, lent by [`ShmSender::loan`]: a
+/// `&mut [u8]` of the message's length (it holds what earlier laps left
+/// there, not zeros). [`Loan::commit`] publishes it; dropping it publishes
+/// nothing, and the next message goes where it was.
+///
+/// The slice is memory the consumer's process maps too. A consumer that
+/// keeps the protocol does not read or write it before the commit, so the
+/// slice is this end's alone, as a `&mut` must be; one that breaks the
+/// protocol can write it meanwhile, which changes only these bytes of shared
+/// memory (the same trust as [`ipc_core::Sender::send`]'s copy into the
+/// ring).
+pub struct Loan<'a, B: Backend> {
+    sender: &'a mut ShmSender<B>,
+    off: u64,
+    skip: u64,
+    len: usize,
+    committed: bool,
+}
+
+impl<B: Backend> Loan<'_, B> {
+    /// Publishes the message: the consumer can receive it from now on.
+    pub fn commit(mut self) {
+        self.committed = true;
+        self.sender.publish(self.off, self.skip, self.len);
+    }
+}
+
+impl<B: Backend> std::ops::Deref for Loan<'_, B> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: as for deref_mut, shared.
+        unsafe { std::slice::from_raw_parts(self.sender.ring.data(self.off + HEADER), self.len) }
+    }
+}
+
+impl<B: Backend> std::ops::DerefMut for Loan<'_, B> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: reserve found the frame [off, off + HEADER + len) inside
+        // the ring (the ring holds two of the largest frames and a frame
+        // that would pass its end was moved to offset 0) and free: the
+        // consumer has left it and reads none of it before `publish` stores
+        // its header, which only `commit` does. The region is mapped as
+        // long as the sender's ring, which outlives this loan; the bytes
+        // are initialised (a mapping's pages always are). The `&mut self`
+        // borrow keeps a second slice from existing. A consumer that breaks
+        // the protocol can write these bytes meanwhile (see the type's
+        // documentation).
+        unsafe {
+            std::slice::from_raw_parts_mut(self.sender.ring.data(self.off + HEADER), self.len)
+        }
+    }
+}
+
+impl<B: Backend> Drop for Loan<'_, B> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        // Not committed: nothing was published. The loan may have written
+        // anywhere past `head`, where the producer kept zeros ahead of
+        // itself for the header slots to come; from now on only the slot at
+        // `head` (which the loan does not reach) counts as cleared.
+        let sender = &mut *self.sender;
+        sender.cleared = sender.cleared.min(sender.head + HEADER);
+    }
+}
+
+impl<B: Backend> ipc_core::SendInPlace for ShmSender<B> {
+    fn send_in_place<T>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> T) -> Result<T> {
+        let mut loan = self.loan(len)?;
+        let out = fill(&mut loan);
+        loan.commit();
+        Ok(out)
     }
 }
 

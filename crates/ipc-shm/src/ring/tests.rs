@@ -9,7 +9,6 @@ use ipc_core::conformance::a_dead_process;
 use ipc_core::liveness::ProcessId;
 use ipc_core::{Error, Sender, LIMIT_OPTION};
 
-use super::receiver::Next;
 use super::*;
 use crate::region::Native;
 
@@ -85,16 +84,16 @@ fn an_old_payload_where_the_next_header_goes_is_not_a_frame() {
     // Offsets 272..4096 and 0..256 in frames of 256 and 240 bytes.
     for len in [248; 14].into_iter().chain([232, 248]) {
         tx.put(&vec![2; len], true).expect("send");
-        assert!(matches!(rx.take(), Ok(Next::Message)));
+        assert!(matches!(rx.take(), Ok(true)));
         assert_eq!(rx.buf, vec![2; len]);
     }
     assert_eq!(tx.head, P);
     assert!(
-        matches!(rx.take(), Ok(Next::Empty)),
+        matches!(rx.take(), Ok(false)),
         "an old lap's bytes read as a frame"
     );
     tx.put(b"next", true).expect("send");
-    assert!(matches!(rx.take(), Ok(Next::Message)));
+    assert!(matches!(rx.take(), Ok(true)));
     assert_eq!(rx.buf, b"next");
 }
 
@@ -292,4 +291,169 @@ fn a_ring_of_impossible_sizes_is_not_made_or_opened() {
     assert!(matches!(open(), Err(Error::BadEndpoint(_))), "no magic");
     meta.magic.store(MAGIC, Ordering::Release);
     open().expect("an honest ring opens");
+}
+
+/// The message a loan test sends as number `i`, of `len` bytes.
+fn loaned(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+}
+
+#[test]
+fn a_committed_loan_arrives_whole_by_view_and_by_copy() {
+    let (mut tx, mut rx) = ends::<Native>(ring(4096, 256));
+    for i in 0..2 {
+        let mut loan = tx.loan(100).expect("loan");
+        assert_eq!(loan.len(), 100);
+        loan.copy_from_slice(&loaned(i, 100));
+        loan.commit();
+    }
+    let view = rx.recv_in_place().expect("the first, in place");
+    assert_eq!(&*view, loaned(0, 100).as_slice());
+    drop(view);
+    assert_eq!(
+        ipc_core::Receiver::recv(&mut rx).expect("the second, copied"),
+        loaned(1, 100).as_slice()
+    );
+    assert!(matches!(
+        rx.try_recv_in_place().map(|v| v.len()),
+        Err(Error::Empty)
+    ));
+}
+
+#[test]
+fn a_dropped_loan_publishes_nothing_even_when_it_wrote_what_looks_like_headers() {
+    let (mut tx, mut rx) = ends::<Native>(ring(4096, 1024));
+    for _ in 0..20 {
+        // Fill the loan with words that read as a header for every position
+        // that could follow, then give it up.
+        let base = tx.head;
+        let mut loan = tx.loan(1000).expect("loan");
+        let wraps = base % 4096 + frame_len(1000) > 4096;
+        for (k, word) in loan.chunks_exact_mut(8).enumerate() {
+            // The word's own stream position, where the loan wrote it.
+            let pos = if wraps {
+                base.next_multiple_of(4096)
+            } else {
+                base
+            } + 8
+                + 8 * k as u64;
+            word.copy_from_slice(&(stamp(pos) | 8).to_le_bytes());
+        }
+        drop(loan);
+        assert!(matches!(
+            rx.try_recv_in_place().map(|v| v.to_vec()),
+            Err(Error::Empty)
+        ));
+        // Then real messages go where the loan was, and only they arrive.
+        for i in 0..3 {
+            tx.send(&loaned(i, 8 + i)).expect("send");
+        }
+        for i in 0..3 {
+            let view = rx.try_recv_in_place().expect("a real message");
+            assert_eq!(&*view, loaned(i, 8 + i).as_slice());
+        }
+        assert!(matches!(
+            rx.try_recv_in_place().map(|v| v.to_vec()),
+            Err(Error::Empty)
+        ));
+    }
+}
+
+#[test]
+fn a_loan_above_the_maximum_is_too_large_and_takes_nothing() {
+    let (mut tx, mut rx) = ends::<Native>(ring(4096, 256));
+    match tx.loan(257).map(|l| l.len()) {
+        Err(Error::TooLarge {
+            len: 257, max: 256, ..
+        }) => {}
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    tx.send(b"after").expect("send");
+    assert_eq!(&*rx.recv_in_place().expect("view"), b"after");
+}
+
+#[test]
+fn loans_and_views_cross_the_end_of_the_ring_lap_after_lap() {
+    let (mut tx, mut rx) = ends::<Native>(ring(4096, 1000));
+    let mut sizes = fastrand_like(7);
+    let mut received = 0usize;
+    let mut sent = Vec::new();
+    for i in 0..5000 {
+        let len = (sizes() % 1001) as usize;
+        loop {
+            match tx.try_loan(len) {
+                Ok(mut loan) => {
+                    loan.copy_from_slice(&loaned(i, len));
+                    loan.commit();
+                    sent.push(len);
+                    break;
+                }
+                Err(Error::Full) => {
+                    let view = rx
+                        .try_recv_in_place()
+                        .expect("the ring is full, so not empty");
+                    assert_eq!(&*view, loaned(received, sent[received]).as_slice());
+                    received += 1;
+                }
+                Err(e) => panic!("loan: {e}"),
+            }
+        }
+    }
+    while let Ok(view) = rx.try_recv_in_place() {
+        assert_eq!(&*view, loaned(received, sent[received]).as_slice());
+        received += 1;
+    }
+    assert_eq!(received, 5000);
+    assert!(tx.head > 20 * 4096, "the ring went round many times");
+}
+
+fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+#[test]
+fn a_view_held_while_the_producer_fills_the_rest_of_the_ring_stays_as_it_was() {
+    let (mut tx, mut rx) = ends::<Native>(ring(4096, 256));
+    tx.send(&loaned(0, 200)).expect("send");
+    let view = rx.recv_in_place().expect("view");
+    // The producer fills every byte the view leaves free, lap over.
+    let mut more = 0;
+    loop {
+        match tx.try_send(&loaned(more + 1, 200)) {
+            Ok(()) => more += 1,
+            Err(Error::Full) => break,
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    assert!(more >= 15, "the rest of the ring took {more} messages");
+    assert_eq!(
+        &*view,
+        loaned(0, 200).as_slice(),
+        "the view was written over"
+    );
+    drop(view);
+    for i in 1..=more {
+        assert_eq!(
+            &*rx.recv_in_place().expect("view"),
+            loaned(i, 200).as_slice()
+        );
+    }
+    tx.send(b"room again").expect("the freed room is used");
+}
+
+#[test]
+fn a_loan_waits_for_room_and_a_dead_consumer_ends_the_wait() {
+    let (mut tx, rx) = ends::<Native>(ring(4096, 256));
+    while tx.try_send(&[1; 200]).is_ok() {}
+    killed(&tx.ring.clone(), Side::Consumer, rx);
+    assert!(matches!(
+        tx.loan(200).map(|l| l.len()),
+        Err(Error::Disconnected)
+    ));
 }
