@@ -323,6 +323,7 @@ impl<B: Backend> ipc_core::Receiver for ShmReceiver<B> {
         Ok(&self.buf)
     }
 
+    #[inline]
     fn try_recv(&mut self) -> Result<&[u8]> {
         let (off, len) = self.poll()?;
         self.read(off, len);
