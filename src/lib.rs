@@ -6,6 +6,7 @@
 
 use ipc_harness::{Entry, MethodInfo};
 
+pub mod references;
 pub mod sockets;
 
 /// Every transport, one line each, grouped by method, each method's
@@ -57,5 +58,5 @@ pub unsafe fn method_main(info: MethodInfo) -> ! {
 /// As for [`method_main`].
 pub unsafe fn compare_main() -> ! {
     // SAFETY: passed on from our caller.
-    unsafe { ipc_harness::compare::main(&entries()) }
+    unsafe { ipc_harness::compare::main_with_references(&entries(), &references::references()) }
 }

@@ -136,6 +136,30 @@ pub fn wait_for_child(pid: u32, limit: Duration) -> u32 {
     panic!("process {pid} started no peer within {limit:?}");
 }
 
+/// Waits up to `limit` for `pid` to have a child that is a harness peer
+/// (it runs a "peer-signals" thread; a reference's forked child does not)
+/// and returns it.
+pub fn wait_for_peer(pid: u32, limit: Duration) -> u32 {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        for c in children(pid) {
+            let is_peer = std::fs::read_dir(format!("/proc/{c}/task"))
+                .map(|d| {
+                    d.flatten().any(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|n| n.trim() == "peer-signals")
+                    })
+                })
+                .unwrap_or(false);
+            if is_peer {
+                return c;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("process {pid} started no peer within {limit:?}");
+}
+
 /// Waits up to `limit` for process `pid` to run a thread named `name` (a
 /// peer has its handlers in place once its "peer-signals" thread runs).
 pub fn wait_for_thread(pid: u32, name: &str, limit: Duration) {

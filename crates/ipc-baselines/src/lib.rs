@@ -13,6 +13,8 @@
 //! - [`signal`]: a bare real-time signal ping-pong, for signals;
 //! - [`semaphore`]: a bare `sem_post`/`sem_wait` ping-pong between two
 //!   processes, for semaphores;
+//! - [`channel`]: crossbeam-channel's `bounded(1)` between two threads, for
+//!   in-process channels;
 //! - [`coroutine`]: a bare hand-polled coroutine, for coroutines.
 //!
 //! ```
@@ -23,6 +25,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("ipc-showcase runs on Linux only.");
 
+pub mod channel;
 pub mod coroutine;
 pub mod mqueue;
 pub mod pipe;

@@ -74,6 +74,9 @@ pub struct RunConfig {
     /// Messages written and read in place, inside the transport's memory
     /// (pingpong and stream, where the transport has zero-copy).
     pub zero_copy: bool,
+    /// How long a ping-pong's timed round trips may take: it stops after
+    /// `count` of them or this, whichever comes first (`None`: no limit).
+    pub budget: Option<Duration>,
 }
 
 impl RunConfig {
@@ -110,6 +113,7 @@ impl RunConfig {
             producers: 1,
             consumers: 1,
             zero_copy: false,
+            budget: None,
         }
     }
 

@@ -25,7 +25,6 @@
 //! (the child process), [`report`] and [`chart`] (the figures), and
 //! [`compare`] (every method on the same work).
 
-pub mod chart;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -64,6 +64,7 @@ pub fn pingpong<T: Transport>(cfg: &RunConfig, connect: Connect<T>) -> Result<Pi
         warmup: cfg.warmup,
         count: cfg.count,
         report_cpu,
+        size: cfg.size,
     };
     let peer_cpu = if report_cpu {
         PeerCpu::Reported
@@ -87,6 +88,7 @@ where
         warmup: cfg.warmup,
         count: cfg.count,
         report_cpu: true,
+        size: cfg.size,
     };
     with_link(cfg, role, connect_in_place::<T>, |tx, rx| {
         let moves = InPlace {
@@ -127,6 +129,9 @@ trait RoundTrip {
     fn send(&mut self, seq: u64) -> Result<()>;
     /// Waits for the echo of message `seq`: whether it is what was sent.
     fn echo_ok(&mut self, seq: u64) -> Result<bool>;
+    /// Tells the consumer the run stopped before its count: a message of
+    /// another size than the run's (see [`Role::Echo`]).
+    fn stop(&mut self) -> Result<()>;
     /// The consumer's CPU time, which it reports after the last echo.
     fn peer_cpu(&mut self) -> Result<Option<u64>>;
 }
@@ -165,6 +170,11 @@ impl<S: Sender, R: Receiver> RoundTrip for Copied<'_, S, R> {
         })?)
     }
 
+    fn stop(&mut self) -> Result<()> {
+        let other = usize::from(self.msg.is_empty());
+        Ok(self.tx.send(&vec![0; other])?)
+    }
+
     fn peer_cpu(&mut self) -> Result<Option<u64>> {
         peer_cpu_of(self.rx, self.wait)
     }
@@ -197,6 +207,11 @@ impl<S: SendInPlace, R: RecvInPlace> RoundTrip for InPlace<'_, S, R> {
         Ok(self
             .wait
             .recv_in_place_with(self.rx, |m| payload::check(m, seq, size, verify).is_ok())?)
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let other = usize::from(self.size == 0);
+        Ok(self.tx.send_in_place(other, |m| m.fill(0))?)
     }
 
     fn peer_cpu(&mut self) -> Result<Option<u64>> {
@@ -256,6 +271,7 @@ fn round_trips(
     let cpu_start = thread_cpu();
     let started = Instant::now();
     let (mut seq, end) = (warmup, warmup + count);
+    let budget = cfg.budget.unwrap_or(Duration::MAX);
     while seq < end {
         let k = batch.min(end - seq);
         moves.prepare(seq);
@@ -271,18 +287,29 @@ fn round_trips(
         hist.saturating_record(sample.round() as u64);
         mean_sum += sample;
         samples += 1;
+        if seq < end && started.elapsed() >= budget {
+            break;
+        }
     }
     let elapsed = started.elapsed();
+    let count = seq - warmup;
+    let stopped_early = seq < end;
     let mine = thread_cpu().saturating_sub(cpu_start);
     let cpu = match peer_cpu {
-        PeerCpu::Reported if count > 0 => moves
-            .peer_cpu()?
-            .map(|peer| mine + Duration::from_nanos(peer)),
+        PeerCpu::Reported if count > 0 => {
+            if stopped_early {
+                moves.stop()?;
+            }
+            moves
+                .peer_cpu()?
+                .map(|peer| mine + Duration::from_nanos(peer))
+        }
         PeerCpu::Reported | PeerCpu::SameThread => Some(mine),
         PeerCpu::Unknown => None,
     };
     let moved = 2 * count;
     Ok(PingpongReport {
+        count,
         batch,
         rtt: Rtt::from_histogram(
             &hist,

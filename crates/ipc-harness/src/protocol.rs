@@ -30,10 +30,14 @@ pub enum Role {
     Echo {
         /// Untimed messages before the timed ones.
         warmup: u64,
-        /// Timed messages.
+        /// Timed messages, at most.
         count: u64,
         /// Whether to measure and report its own CPU time.
         report_cpu: bool,
+        /// The size of every message of the run: one of another size is
+        /// the producer's word that it stopped early (its time budget ran
+        /// out), and is answered with the CPU report instead of an echo.
+        size: usize,
     },
     /// Verifies every message; answers [`Control::Warm`] after the warm-up,
     /// [`Control::Done`] after the last, [`Control::Fail`] at the first bad
@@ -129,7 +133,16 @@ impl<S: Sender> Consumer<S> {
                 warmup,
                 count,
                 report_cpu,
+                size,
             } => {
+                if msg.len() != size {
+                    // Stopped early: the CPU time so far, and no echo.
+                    if report_cpu {
+                        let cpu = self.cpu_used();
+                        self.answer(Control::Cpu(cpu))?;
+                    }
+                    return Ok(Flow::Continue);
+                }
                 if report_cpu && self.seen == warmup {
                     self.cpu_start = Some(thread_cpu());
                 }

@@ -50,6 +50,9 @@ impl Rtt {
 /// What a ping-pong measured.
 #[derive(Debug, Clone, Copy)]
 pub struct PingpongReport {
+    /// Timed round trips made: the run's count, or fewer when its time
+    /// budget ran out first.
+    pub count: u64,
     /// Round trips per sample.
     pub batch: u64,
     /// Round-trip percentiles.
