@@ -298,6 +298,13 @@ fn a_row_whose_peer_is_killed_fails_and_the_rest_of_the_run_goes_on() {
     }
     let csv = std::fs::read_to_string(out_dir.join("results.csv")).expect("csv");
     assert!(csv.lines().any(|l| l.contains(",failed,")), "{csv}");
+    let html = std::fs::read_to_string(out_dir.join("report.html")).expect("report.html");
+    assert_eq!(
+        html.matches("<tr class=\"failed\"").count(),
+        1,
+        "the failed row on the page"
+    );
+    assert!(html.contains("signal 9"), "its reason on the page");
     std::fs::remove_dir_all(&out_dir).expect("remove the output");
 }
 
@@ -346,11 +353,18 @@ fn a_sweep_skips_sizes_above_a_methods_largest_and_twice_gives_the_same_rows() {
                 }
             }
         }
-        // Two sizes: the chart of latency against size, and one per size.
-        for chart in ["rtt_by_size.svg", "rtt_8.svg"] {
+        // Two sizes: the chart of latency against size, and one per size
+        // that ran, each a file and inline on the page.
+        let html = std::fs::read_to_string(out_dir.join("report.html")).expect("report.html");
+        for chart in ["rtt_by_size.svg", "rtt_8.svg", "rtt_1048576.svg"] {
             let svg = std::fs::read_to_string(out_dir.join(chart)).expect(chart);
             roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{chart}: {e}"));
+            assert!(
+                html.contains(&format!("<figure id=\"{chart}\"")),
+                "{chart} not inline"
+            );
         }
+        assert_eq!(html.matches("<svg").count(), 3, "three charts inline");
         keys.push(rows);
     }
     assert_eq!(keys[0], keys[1], "two runs, two sets of rows");
