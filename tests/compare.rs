@@ -402,3 +402,50 @@ fn a_sweep_skips_sizes_above_a_methods_largest_and_twice_gives_the_same_rows() {
         stderr(&out)
     );
 }
+
+#[test]
+fn pinned_to_one_cpu_the_spinning_references_are_skipped_and_the_rows_run() {
+    let tmp = TempDir::new("compare-pinned");
+    let out_dir = tmp.0.join("out");
+    let out = run(
+        command(
+            BIN,
+            &tmp,
+            &[
+                "--quick",
+                "--pin",
+                "0,0",
+                "--only",
+                "shm/ring",
+                "--count",
+                "300",
+                "--out",
+                out_dir.to_str().expect("utf-8"),
+            ],
+        ),
+        Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = results_of(&out_dir);
+    let results = doc["results"].as_array().expect("results");
+    assert_eq!(doc["pin"], serde_json::json!([0, 0]));
+    for r in results {
+        if r["kind"] == "reference" {
+            assert_eq!(r["status"], "skipped", "{r}");
+            assert!(
+                r["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("pinned CPU")),
+                "{r}"
+            );
+        } else {
+            assert_eq!(r["status"], "ok", "{r}");
+            assert_eq!(r["pin"], serde_json::json!([0, 0]), "{r}");
+        }
+    }
+    assert_eq!(
+        references(results),
+        BTreeSet::from(["slot-ring".to_owned()]),
+        "the slot ring (the atomic floor stands beside 8 B only)"
+    );
+}

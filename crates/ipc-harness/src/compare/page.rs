@@ -172,8 +172,13 @@ pub(super) fn answers(run: &Run) -> Vec<String> {
     out.push(match (&thread_asleep, &pipe_process, &thread_awake) {
         (Some(t), Some(p), Some(a)) => {
             if x(t, p) >= 0.5 {
+                let why = if run.pin.is_some() {
+                    "The cost is the sleep and the wake-up in the kernel, which a thread pays as a process does: the boundary is not what costs."
+                } else {
+                    "The cost is waking the idle CPU, not the boundary: on a virtual machine whose idle CPUs halt, that wake-up is tens of microseconds whatever the mechanism."
+                };
                 format!(
-                    "<b>{q}</b> a sleeping thread's channel costs about as much as a process's pipe here: {} against {} ({:.2}x), though with its receiver spinning the same hand-off takes {}. The cost is waking the idle CPU, not the boundary: on a virtual machine whose idle CPUs halt, that wake-up is tens of microseconds whatever the mechanism.",
+                    "<b>{q}</b> a sleeping thread's channel costs about as much as a process's pipe here: {} against {} ({:.2}x), though with its receiver spinning the same hand-off takes {}. {why}",
                     esc(&t.text()),
                     esc(&p.text()),
                     x(t, p),

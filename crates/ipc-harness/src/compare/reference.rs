@@ -60,6 +60,30 @@ impl Reference {
     pub(super) fn measure(&self, size: usize, settings: &Settings) -> Row {
         let run = self.run;
         let pin = settings.pin.map(|(a, _)| a);
+        if pin.is_some() && self.wait == Wait::Spin {
+            // Its two threads would spin on one CPU, each waiting for the
+            // scheduler to take the CPU from the other.
+            return Row {
+                label: RunLabel {
+                    method: "reference".into(),
+                    variant: self.name.into(),
+                    mode: self.boundary.as_str().into(),
+                    wait: self.wait.as_str().into(),
+                    size,
+                    count: 0,
+                    pin: pin.map(|a| [a, a]),
+                },
+                kind: Kind::Reference,
+                warmup: 0,
+                report: None,
+                error: Some(
+                    "a spinning reference runs both its threads on the pinned CPU, where a spinner only waits for the other: measured unpinned only".into(),
+                ),
+                status: "skipped",
+                reference: None,
+                x_reference: None,
+            };
+        }
         let go = move |count: usize, warmup: usize| {
             std::thread::Builder::new()
                 .name("reference".into())
