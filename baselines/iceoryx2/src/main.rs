@@ -123,13 +123,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     set_log_level(LogLevel::Error);
 
     let floor = median(ipc_baselines::shm::atomic_round_trips(COUNT, WARMUP));
+    let slots = ipc_baselines::shm::slot_ring_round_trips(SIZE, COUNT, WARMUP)
+        .map(median)
+        .ok_or("the slot ring could not run")?;
     let ice = iceoryx2_pingpong()?;
     let ours = ipc_shm(&shm)?;
     println!(
-        "{{\"size\":{SIZE},\"count\":{COUNT},\"floor_p50_ns\":{floor},\"iceoryx2_p50_ns\":{ice},\"iceoryx2_x_floor\":{:.2},\"ipc_shm_p50_ns\":{ours},\"ipc_shm_x_floor\":{:.2},\"iceoryx2_over_ipc_shm\":{:.2}}}",
+        "{{\"size\":{SIZE},\"count\":{COUNT},\"floor_p50_ns\":{floor},\"slot_ring_p50_ns\":{slots},\"iceoryx2_p50_ns\":{ice},\"iceoryx2_x_floor\":{:.2},\"ipc_shm_p50_ns\":{ours},\"ipc_shm_x_floor\":{:.2},\"ipc_shm_x_slot_ring\":{:.2},\"iceoryx2_over_ipc_shm\":{:.2},\"cpu\":\"{}\"}}",
         ice as f64 / floor as f64,
         ours as f64 / floor as f64,
-        ice as f64 / ours as f64
+        ours as f64 / slots as f64,
+        ice as f64 / ours as f64,
+        ipc_harness::cpu_model()
     );
     Ok(())
 }
