@@ -77,9 +77,8 @@ impl Codec for Bincode {
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-        let (value, used) =
-            bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-                .map_err(|e| Error::Corrupt(format!("bincode cannot decode the message: {e}")))?;
+        let (value, used) = bincode_limited(bytes)
+            .map_err(|e| Error::Corrupt(format!("bincode cannot decode the message: {e}")))?;
         if used != bytes.len() {
             return Err(Error::Corrupt(format!(
                 "bincode message has {} bytes after its value",
@@ -88,6 +87,32 @@ impl Codec for Bincode {
         }
         Ok(value)
     }
+}
+
+/// bincode's decoding of `bytes` with a read limit of the smallest power of
+/// two that holds them (at least 1 KiB): a length inside the message that
+/// claims more than that is refused before anything is allocated for it,
+/// so no message makes the decoder allocate more than twice its own size.
+/// (Without a limit, a lying length allocates whatever it says; bincode
+/// takes the limit as a constant, hence one call per power of two.)
+#[cfg(feature = "bincode")]
+fn bincode_limited<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> std::result::Result<(T, usize), bincode::error::DecodeError> {
+    use bincode::config::standard;
+    use bincode::serde::decode_from_slice;
+    macro_rules! limited {
+        ($($bits:literal)*) => {{
+            let need = bytes.len().max(1).next_power_of_two();
+            $(
+                if need <= 1usize << $bits {
+                    return decode_from_slice(bytes, standard().with_limit::<{ 1usize << $bits }>());
+                }
+            )*
+            decode_from_slice(bytes, standard().with_limit::<{ usize::MAX }>())
+        }};
+    }
+    limited!(10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40)
 }
 
 /// Sends values of type `T` over byte sender `S`, encoded with codec `C`.
@@ -204,5 +229,110 @@ mod tests {
     #[test]
     fn bincode_round_trips_and_rejects_garbage() {
         round_trip::<Bincode>();
+    }
+}
+
+/// Properties over generated input: every value comes back as it went, and
+/// no input makes a decoder panic.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum Shape {
+        Empty,
+        Point { x: i64, y: i64 },
+        Named(String, Vec<u8>),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Task {
+        id: u64,
+        name: String,
+        payload: Vec<u8>,
+        tags: Vec<Option<u16>>,
+        shape: Shape,
+        ratio: f32,
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        prop_oneof![
+            Just(Shape::Empty),
+            (any::<i64>(), any::<i64>()).prop_map(|(x, y)| Shape::Point { x, y }),
+            (".{0,20}", proptest::collection::vec(any::<u8>(), 0..50))
+                .prop_map(|(s, b)| Shape::Named(s, b)),
+        ]
+    }
+
+    fn task() -> impl Strategy<Value = Task> {
+        (
+            any::<u64>(),
+            ".{0,40}",
+            proptest::collection::vec(any::<u8>(), 0..200),
+            proptest::collection::vec(any::<Option<u16>>(), 0..20),
+            shape(),
+            any::<f32>().prop_filter("NaN is not equal to itself", |f| !f.is_nan()),
+        )
+            .prop_map(|(id, name, payload, tags, shape, ratio)| Task {
+                id,
+                name,
+                payload,
+                tags,
+                shape,
+                ratio,
+            })
+    }
+
+    fn round_trip<C: Codec>(value: &Task) -> Result<Task> {
+        let mut bytes = Vec::new();
+        C::encode(value, &mut bytes)?;
+        C::decode(&bytes)
+    }
+
+    proptest! {
+        #[test]
+        fn postcard_gives_back_every_value(t in task()) {
+            prop_assert_eq!(round_trip::<Postcard>(&t).expect("round trip"), t);
+        }
+
+        #[test]
+        fn postcard_decodes_any_bytes_to_a_value_or_corrupt(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            match Postcard::decode::<Task>(&bytes) {
+                Ok(_) | Err(Error::Corrupt(_)) => {}
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
+
+    /// Found by the property below: a length that lies made bincode
+    /// allocate what it said, and the process abort.
+    #[cfg(feature = "bincode")]
+    #[test]
+    fn a_bincode_length_of_a_terabyte_is_corrupt_not_an_allocation() {
+        // Varint 253 then a u64: 2^40 bytes of Vec<u8>, in a 9-byte message.
+        let lying = [253, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert!(matches!(
+            Bincode::decode::<Vec<u8>>(&lying),
+            Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[cfg(feature = "bincode")]
+    proptest! {
+        #[test]
+        fn bincode_gives_back_every_value(t in task()) {
+            prop_assert_eq!(round_trip::<Bincode>(&t).expect("round trip"), t);
+        }
+
+        #[test]
+        fn bincode_decodes_any_bytes_to_a_value_or_corrupt(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            match Bincode::decode::<Task>(&bytes) {
+                Ok(_) | Err(Error::Corrupt(_)) => {}
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
     }
 }

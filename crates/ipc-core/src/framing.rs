@@ -152,6 +152,9 @@ impl FrameReader {
             self.end = avail;
         }
         if self.buf.len() < need {
+            // Exactly what the frame needs: never more than one frame of the
+            // maximum, whatever the allocator's growth policy.
+            self.buf.reserve_exact(need - self.buf.len());
             self.buf.resize(need, 0);
         }
         Ok(())
@@ -252,5 +255,89 @@ mod tests {
         assert!(matches!(fr.read_frame(&mut read), Err(Error::Empty)));
         let mut rest = stream(bytes[7..].to_vec(), 100, true);
         assert_eq!(fr.read_frame(&mut rest).expect("frame"), &[9; 10]);
+    }
+}
+
+/// Properties over generated input: whatever the messages and however the
+/// stream cuts them, they come back whole; whatever the bytes, the reader
+/// never panics, never returns more than the maximum and never holds a
+/// buffer larger than one frame of the maximum needs.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Hands out `data` in the given chunk sizes (cycling), then EOF.
+    fn chunked(data: Vec<u8>, chunks: Vec<usize>) -> impl FnMut(&mut [u8]) -> io::Result<usize> {
+        let (mut pos, mut i) = (0, 0);
+        move |buf: &mut [u8]| {
+            let want = chunks[i % chunks.len()].max(1);
+            i += 1;
+            let n = want.min(buf.len()).min(data.len() - pos);
+            buf[..n].copy_from_slice(&data[pos..pos + n]);
+            pos += n;
+            Ok(n)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_messages_cut_anywhere_come_back_whole(
+            msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..40),
+            chunks in proptest::collection::vec(1usize..700, 1..8),
+        ) {
+            let max = 300;
+            let mut bytes = Vec::new();
+            for m in &msgs {
+                bytes.extend_from_slice(&encode_header(m.len(), max, "test").expect("fits"));
+                bytes.extend_from_slice(m);
+            }
+            let mut fr = FrameReader::new(max);
+            let mut read = chunked(bytes, chunks);
+            for m in &msgs {
+                prop_assert_eq!(fr.read_frame(&mut read).expect("a frame"), m.as_slice());
+            }
+            prop_assert!(matches!(fr.read_frame(&mut read), Err(Error::Disconnected)));
+        }
+
+        #[test]
+        fn any_bytes_are_frames_or_an_error_and_never_more_than_the_maximum(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2000),
+            chunks in proptest::collection::vec(1usize..300, 1..5),
+            max in prop_oneof![0usize..512, 60_000usize..200_000],
+            lie in any::<Option<u32>>(),
+        ) {
+            // Sometimes the stream opens with a header that announces more
+            // than it will ever send (up to the maximum).
+            let mut bytes = bytes;
+            if let Some(lie) = lie {
+                let len = lie as usize % (max + 1);
+                bytes.splice(0..0, (len as u32).to_le_bytes());
+            }
+            let mut fr = FrameReader::new(max);
+            let mut read = chunked(bytes, chunks);
+            let bound = HEADER_LEN + max;
+            loop {
+                match fr.read_frame(&mut read) {
+                    Ok(frame) => prop_assert!(frame.len() <= max),
+                    Err(Error::Disconnected) => break,
+                    Err(Error::Corrupt(_)) => break,
+                    Err(e) => prop_assert!(false, "unexpected {e}"),
+                }
+                prop_assert!(fr.buf.capacity() <= bound, "buffer of {} for max {max}", fr.buf.capacity());
+            }
+            prop_assert!(fr.buf.capacity() <= bound);
+        }
+
+        #[test]
+        fn a_header_decodes_to_its_length_or_is_refused(len in any::<u32>(), max in any::<u32>()) {
+            let header = len.to_le_bytes();
+            match decode_header(header, max as usize) {
+                Ok(n) => prop_assert!(n == len as usize && n <= max as usize),
+                Err(Error::Corrupt(_)) => prop_assert!(len > max),
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
     }
 }

@@ -457,3 +457,39 @@ fn a_loan_waits_for_room_and_a_dead_consumer_ends_the_wait() {
         Err(Error::Disconnected)
     ));
 }
+
+/// Whatever a hostile producer writes where the consumer looks next (a
+/// header word of any stamp and length, a wrap marker, at any position of
+/// the stream), the consumer reads a message that lies inside the ring and
+/// within the maximum, or nothing, or `Corrupt`: never a panic, never a read
+/// outside the ring.
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_header_word_is_a_message_inside_the_ring_or_nothing_or_corrupt(
+            slot in 0u64..(1 << 29),
+            own_stamp in any::<bool>(),
+            len in prop_oneof![0u64..300, Just(u32::MAX as u64), any::<u32>().prop_map(u64::from)],
+            noise in any::<u64>(),
+        ) {
+            let pos = slot * 8;
+            let (_tx, mut rx) = at(ring(4096, 256), pos);
+            let word = if own_stamp { stamp(pos) | len } else { noise };
+            rx.ring.header(pos).store(word, Ordering::Release);
+            match rx.take() {
+                Ok(true) => {
+                    prop_assert!(rx.buf.len() <= 256);
+                    prop_assert!(own_stamp || noise & !0xffff_ffff == stamp(pos));
+                }
+                Ok(false) | Err(Error::Corrupt(_)) => {}
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
+}
