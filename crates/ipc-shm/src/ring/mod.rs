@@ -26,6 +26,8 @@
 //! process or another. Blocking and liveness are in [`wait`]; the ends in
 //! [`sender`] and [`receiver`].
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 mod receiver;
 mod sender;
 #[cfg(test)]
