@@ -50,10 +50,11 @@ pub fn use_image(image: &[u8]) {
     (tx.head, tx.cached_tail, tx.cleared, rx.tail) = (pos, pos, pos, pos);
     let ctl = rx.ring.ctl();
     ctl.tail.0.store(word(image, 4, 8), Ordering::Release);
-    ctl.life.0.producer.closed.store(
-        u32::from(word(image, 12, 1) & 1 == 1),
-        Ordering::Release,
-    );
+    ctl.life
+        .0
+        .producer
+        .closed
+        .store(u32::from(word(image, 12, 1) & 1 == 1), Ordering::Release);
     let data = image.get(13..).unwrap_or(&[]);
     let data = &data[..data.len().min(CAPACITY)];
     // SAFETY: the region holds DATA_OFFSET + CAPACITY bytes; data.len() <=
