@@ -60,70 +60,58 @@ impl Reference {
     pub(super) fn measure(&self, size: usize, settings: &Settings) -> Row {
         let run = self.run;
         let pin = settings.pin.map(|(a, _)| a);
-        if pin.is_some() && self.wait == Wait::Spin {
+        let (count, warmup, outcome) = if pin.is_some() && self.wait == Wait::Spin {
             // Its two threads would spin on one CPU, each waiting for the
             // scheduler to take the CPU from the other.
-            return Row {
-                label: RunLabel {
-                    method: "reference".into(),
-                    variant: self.name.into(),
-                    mode: self.boundary.as_str().into(),
-                    wait: self.wait.as_str().into(),
-                    size,
-                    count: 0,
-                    pin: pin.map(|a| [a, a]),
-                },
-                kind: Kind::Reference,
-                warmup: 0,
-                report: None,
-                error: Some(
-                    "a spinning reference runs both its threads on the pinned CPU, where a spinner only waits for the other: measured unpinned only".into(),
-                ),
-                status: "skipped",
-                reference: None,
-                x_reference: None,
+            (0, 0, Err(("skipped", "a spinning reference runs both its threads on the pinned CPU, where a spinner only waits for the other: measured unpinned only".to_owned())))
+        } else {
+            let go = move |count: usize, warmup: usize| {
+                std::thread::Builder::new()
+                    .name("reference".into())
+                    .spawn(move || {
+                        if let Some(cpu) = pin {
+                            crate::sys::pin_current_thread(cpu).ok()?;
+                        }
+                        run(size, count, warmup)
+                    })
+                    .ok()
+                    .and_then(|h| h.join().ok().flatten())
             };
-        }
-        let go = move |count: usize, warmup: usize| {
-            std::thread::Builder::new()
-                .name("reference".into())
-                .spawn(move || {
-                    if let Some(cpu) = pin {
-                        crate::sys::pin_current_thread(cpu).ok()?;
-                    }
-                    run(size, count, warmup)
-                })
-                .ok()
-                .and_then(|h| h.join().ok().flatten())
-        };
-        let probe = settings.count.min(50) as usize;
-        let mut count = probe as u64;
-        let mut warmup = 10;
-        let outcome = go(probe, 10).and_then(|samples| {
-            let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
-            count = settings.fitting(mean);
-            warmup = settings.warmup(size);
-            go(count as usize, warmup as usize)
-        });
-        let label = RunLabel {
-            method: "reference".into(),
-            variant: self.name.into(),
-            mode: self.boundary.as_str().into(),
-            wait: self.wait.as_str().into(),
-            size,
-            count,
-            pin: pin.map(|a| [a, a]),
+            let probe = settings.count.min(50) as usize;
+            let (mut count, mut warmup) = (probe as u64, 10);
+            let samples = go(probe, 10).and_then(|samples| {
+                // A probe shorter than one batch has no samples: then the
+                // budget cannot bind, and the row runs its whole count.
+                let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
+                count = settings.fitting(mean);
+                warmup = settings.warmup(size);
+                go(count as usize, warmup as usize)
+            });
+            let outcome = samples
+                .filter(|s| !s.is_empty())
+                .map(|s| report_of(&s))
+                .ok_or_else(|| {
+                    (
+                        "failed",
+                        format!("the {} reference could not run", self.name),
+                    )
+                });
+            (count, warmup, outcome)
         };
         let (report, error, status) = match outcome {
-            Some(samples) if !samples.is_empty() => (Some(report_of(&samples)), None, "ok"),
-            _ => (
-                None,
-                Some(format!("the {} reference could not run", self.name)),
-                "failed",
-            ),
+            Ok(report) => (Some(report), None, "ok"),
+            Err((status, why)) => (None, Some(why), status),
         };
         Row {
-            label,
+            label: RunLabel {
+                method: "reference".into(),
+                variant: self.name.into(),
+                mode: self.boundary.as_str().into(),
+                wait: self.wait.as_str().into(),
+                size,
+                count,
+                pin: pin.map(|a| [a, a]),
+            },
             kind: Kind::Reference,
             warmup,
             report,
