@@ -227,9 +227,34 @@ pub fn parent_gone(parent: u32) -> ! {
     std::process::exit(3);
 }
 
-/// Whether the parent named in `spec` is still this process's parent.
+/// Whether the parent named in `spec` is still this process's parent and
+/// is not exiting.
+///
+/// A parent killed with SIGKILL closes its fds before the kernel hands its
+/// children to a new parent: a peer that sees its channel end may still see
+/// the old parent pid for a moment, and would take the death for the end of
+/// the run. The kernel marks a process that has begun to exit (`PF_EXITING`
+/// in the flags of /proc/PID/stat) before it closes any fd, so a peer
+/// that looks there after its channel ended tells the two apart. While the
+/// pid is still our parent it cannot have been reused.
 pub fn parent_alive(spec: &PeerSpec) -> bool {
-    nix::unistd::getppid().as_raw() as u32 == spec.parent
+    nix::unistd::getppid().as_raw() as u32 == spec.parent && !exiting(spec.parent)
+}
+
+/// Whether process `pid` has begun to exit (or is gone).
+fn exiting(pid: u32) -> bool {
+    /// `PF_EXITING` of the kernel's task flags.
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The fields after the command name (which may hold spaces and
+    // parentheses): state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    let flags = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok());
+    flags.is_some_and(|f| f & PF_EXITING != 0)
 }
 
 /// In the peer: exits (code 3, saying so) as soon as the parent is gone,
