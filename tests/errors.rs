@@ -6,6 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::time::{Duration, Instant};
 
 use ipc_core::{Endpoint, Error, Handover, Mode, Options, Receiver, Sender, Transport};
 use ipc_pipes::{Fifo, Pipe};
@@ -92,6 +93,87 @@ fn a_corrupt_length_header_is_a_clear_error_and_allocates_nothing_for_it() {
             bytes < 4096,
             "reading a corrupt header allocated {bytes} bytes"
         );
+    }
+}
+
+/// Receives with a timeout, giving the message's length.
+type Recv = Box<dyn FnMut(Duration) -> ipc_core::Result<usize>>;
+
+/// A byte stream's raw writing end and the receiver reading it, for each
+/// transport that frames a byte stream: pipe, FIFO, Unix socket, TCP.
+fn byte_streams(max: usize) -> Vec<(&'static str, std::fs::File, Recv)> {
+    fn raw<T: Transport<Sender = ipc_core::fdstream::FdSender>>(
+        max: usize,
+    ) -> (std::fs::File, T::Receiver) {
+        let (tx, rx) =
+            T::channel(Mode::Thread, &Options::default().max_message(max)).expect("channel");
+        // SAFETY: the fd comes from the sender we just took apart; File owns it now.
+        let file = unsafe { std::fs::File::from_raw_fd(tx.into_fd().expect("fd").into_raw_fd()) };
+        (file, rx)
+    }
+    fn boxed<R: Receiver + 'static>(mut rx: R) -> Recv {
+        Box::new(move |t| rx.recv_timeout(t).map(<[u8]>::len))
+    }
+    let (pipe, pipe_rx) = raw::<Pipe>(max);
+    let (uds, uds_rx) = raw::<ipc_sockets::Uds>(max);
+    let (tcp, tcp_rx) = raw::<ipc_sockets::Tcp>(max);
+    // The FIFO's writer is opened by path, as another writer would.
+    let (tx, fifo_rx) =
+        Fifo::channel(Mode::Process, &Options::default().max_message(max)).expect("fifo");
+    let mut handover = Handover::new();
+    let path = Fifo::export_sender(tx, &mut handover)
+        .expect("export")
+        .path
+        .expect("a path");
+    let fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open the FIFO to write");
+    drop(handover);
+    vec![
+        ("pipe", pipe, boxed(pipe_rx)),
+        ("fifo", fifo, boxed(fifo_rx)),
+        ("uds", uds, boxed(uds_rx)),
+        ("tcp", tcp, boxed(tcp_rx)),
+    ]
+}
+
+#[test]
+fn every_byte_stream_refuses_lying_and_truncated_headers_without_a_hang() {
+    const MAX: usize = 1000;
+    let long = Duration::from_secs(10);
+    // A header one byte over the maximum: Corrupt, nothing allocated for it.
+    for (what, mut raw, mut recv) in byte_streams(MAX) {
+        raw.write_all(&(MAX as u32 + 1).to_le_bytes())
+            .expect("header");
+        let (got, bytes) = allocated_by(|| recv(long));
+        assert!(matches!(got, Err(Error::Corrupt(_))), "{what}: {got:?}");
+        assert!(bytes < 4096, "{what}: allocated {bytes} bytes");
+    }
+    // Half a header, then the writer goes: the end, not a wait for ever.
+    for (what, mut raw, mut recv) in byte_streams(MAX) {
+        raw.write_all(&[7, 0]).expect("half a header");
+        drop(raw);
+        let got = recv(long);
+        assert!(matches!(got, Err(Error::Disconnected)), "{what}: {got:?}");
+    }
+    // A header promising 100 bytes and 10 of them: the receiver waits as
+    // long as asked and no longer while the writer stays; when the writer
+    // goes, the end.
+    for (what, mut raw, mut recv) in byte_streams(MAX) {
+        raw.write_all(&100u32.to_le_bytes()).expect("header");
+        raw.write_all(&[1; 10]).expect("part of the body");
+        let start = Instant::now();
+        let got = recv(Duration::from_millis(200));
+        assert!(matches!(got, Err(Error::Timeout)), "{what}: {got:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what}: waited {:?}",
+            start.elapsed()
+        );
+        drop(raw);
+        let got = recv(long);
+        assert!(matches!(got, Err(Error::Disconnected)), "{what}: {got:?}");
     }
 }
 

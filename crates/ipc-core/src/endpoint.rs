@@ -130,6 +130,7 @@ impl Endpoint {
     /// opened from them is dropped. Call it once per token.
     pub unsafe fn from_token(token: &str) -> Result<Self> {
         let wire = decode(token)?;
+        check_creator(&wire)?;
         // All or nothing: every fd must be open and named once before any
         // is adopted (an fd adopted twice would be closed twice).
         for (i, &fd) in wire.fds.iter().enumerate() {
@@ -211,6 +212,50 @@ impl Endpoint {
                 .ok_or_else(|| Error::BadEndpoint(format!("fd #{i} of the endpoint was already taken"))),
         }
     }
+}
+
+/// A token goes from the process that made the channel to its child (or
+/// stays in that process): its creator must be this process or its parent,
+/// and every object it names by name or path must be that creator's, by
+/// the pid and start time our names carry ([`crate::names::unique_name`]).
+/// A token of another run, or one edited to name another run's object, is
+/// refused before anything is opened or adopted.
+fn check_creator(wire: &Wire) -> Result<()> {
+    let me = std::process::id();
+    let parent = nix::unistd::getppid().as_raw() as u32;
+    let creator = wire.creator_pid;
+    if creator != me && creator != parent {
+        return Err(Error::BadEndpoint(format!(
+            "the endpoint was made by process {creator}, which is neither this process ({me}) nor its parent ({parent}): a token of another run"
+        )));
+    }
+    let named = wire
+        .name
+        .iter()
+        .chain(wire.path.iter())
+        .flat_map(|n| n.split('/'))
+        .filter(|part| part.starts_with(crate::names::PREFIX));
+    for object in named {
+        match crate::names::creator_of_any(object) {
+            Some((pid, _)) if pid != creator => {
+                return Err(Error::BadEndpoint(format!(
+                    "the endpoint names {object}, an object of process {pid}, not of its creator ({creator})"
+                )))
+            }
+            Some((pid, start)) if crate::names::creator_is_gone(pid, start) => {
+                return Err(Error::BadEndpoint(format!(
+                    "the endpoint names {object}, whose creator (pid {pid}) no longer runs"
+                )))
+            }
+            Some(_) => {}
+            None => {
+                return Err(Error::BadEndpoint(format!(
+                    "the endpoint names {object}, which is no name of ours"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decode(token: &str) -> Result<Wire> {
@@ -355,6 +400,47 @@ impl Handover {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_of_another_run_or_naming_another_runs_object_is_refused() {
+        use crate::names::PREFIX;
+        let me = crate::liveness::ProcessId::current();
+        let parent = nix::unistd::getppid().as_raw() as u32;
+        let object = |pid: u32, start: u64| format!("{PREFIX}shm.{pid}.{start}.abcdef");
+        // SAFETY: these tokens name no fd, so nothing is adopted.
+        let decode = |ep: &Endpoint| unsafe { Endpoint::from_token(&ep.to_token()) };
+        let refused = |ep: &Endpoint, why: &str| match decode(ep) {
+            Err(Error::BadEndpoint(text)) => assert!(text.contains(why), "{text}"),
+            other => panic!("expected BadEndpoint ({why}), got {other:?}"),
+        };
+        let mut ep = Endpoint::new("shm", "ring", 64);
+        ep.name = Some(format!("/{}", object(me.pid(), me.start_ticks())));
+        ep.path = Some(format!("/tmp/{}/fifo", object(me.pid(), me.start_ticks())));
+        decode(&ep).expect("our own object");
+
+        let mut other_run = Endpoint::new("shm", "ring", 64);
+        other_run.creator_pid = if parent == u32::MAX - 9 {
+            2
+        } else {
+            u32::MAX - 9
+        };
+        refused(&other_run, "a token of another run");
+
+        let mut theirs = Endpoint::new("shm", "ring", 64);
+        theirs.name = Some(format!("/{}", object(parent, 1)));
+        refused(&theirs, &format!("an object of process {parent}"));
+
+        let mut dead = Endpoint::new("pipes", "fifo", 64);
+        dead.path = Some(format!(
+            "/tmp/{}/fifo",
+            object(me.pid(), me.start_ticks() + 3)
+        ));
+        refused(&dead, "no longer runs");
+
+        let mut nameless = Endpoint::new("shm", "ring", 64);
+        nameless.name = Some(format!("/{PREFIX}shm"));
+        refused(&nameless, "no name of ours");
+    }
 
     #[test]
     fn token_round_trips_and_adopts_its_fds_once() {

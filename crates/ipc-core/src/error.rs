@@ -112,6 +112,12 @@ impl Error {
     pub fn is_disconnected(&self) -> bool {
         matches!(self, Error::Disconnected)
     }
+
+    /// True when a system call found the name it was to create taken
+    /// (`EEXIST`): the object there is somebody else's.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists)
+    }
 }
 
 /// The name of the limit a channel's `max_message` option sets, for

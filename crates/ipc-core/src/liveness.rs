@@ -40,12 +40,22 @@ impl ProcessId {
         // A forked child must not keep its parent's cached identity.
         match ME.get() {
             Some(&(p, id)) if p == pid => id,
-            _ => {
-                let id = Self::of(pid).unwrap_or(ProcessId { pid, start: 0 });
-                let _ = ME.set((pid, id));
-                id
-            }
+            _ => match Self::of(pid) {
+                Some(id) => {
+                    let _ = ME.set((pid, id));
+                    id
+                }
+                // Start time 0 means "not known": others then judge this
+                // process by its pid alone (see `is_running`), and the next
+                // call reads again.
+                None => ProcessId { pid, start: 0 },
+            },
         }
+    }
+
+    /// The process `pid` that started at `start` (0: not known).
+    pub fn from_parts(pid: u32, start: u64) -> Self {
+        ProcessId { pid, start }
     }
 
     /// The process that runs now under `pid`; `None` when there is none (or
@@ -66,7 +76,8 @@ impl ProcessId {
     }
 
     /// Whether this very process still runs: its pid exists, is not a
-    /// zombie, and started when this one did.
+    /// zombie, and started when this one did (where the start is known, not
+    /// 0).
     ///
     /// It fails safe: only a process that is not there (no
     /// `/proc/<pid>`, or `kill(pid, 0)` says no such process), a zombie or
@@ -79,9 +90,8 @@ impl ProcessId {
             return false;
         }
         match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Ok(text) => {
-                parse_stat(self.pid, &text).is_some_and(|(state, id)| state != "Z" && id == *self)
-            }
+            Ok(text) => parse_stat(self.pid, &text)
+                .is_some_and(|(state, id)| state != "Z" && (id == *self || self.start == 0)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(_) => {
                 // SAFETY: kill with signal 0 sends nothing; it only checks

@@ -38,10 +38,14 @@ pub fn unique_name(method: &str) -> String {
 /// The creator recorded in a name made by [`unique_name`] for `method`: its
 /// pid, and its start time where the name carries one.
 pub fn creator(name: &str, method: &str) -> Option<(u32, Option<u64>)> {
-    let rest = name
-        .strip_prefix(PREFIX)?
-        .strip_prefix(method)?
-        .strip_prefix('.')?;
+    let rest = name.strip_prefix(PREFIX)?.strip_prefix(method)?;
+    rest.starts_with('.').then(|| creator_of_any(name))?
+}
+
+/// The creator recorded in a name made by [`unique_name`], whatever its
+/// method.
+pub fn creator_of_any(name: &str) -> Option<(u32, Option<u64>)> {
+    let (_method, rest) = name.strip_prefix(PREFIX)?.split_once('.')?;
     let mut parts = rest.split('.');
     let pid = parts.next()?.parse().ok()?;
     let start = match (parts.next(), parts.next()) {
@@ -53,13 +57,12 @@ pub fn creator(name: &str, method: &str) -> Option<(u32, Option<u64>)> {
 
 /// Whether the creator a name records (see [`creator`]) is gone: no process
 /// with that pid and start time runs. A name without a start time counts
-/// its creator as alive while any process has that pid.
+/// its creator as alive while any process has that pid. It fails safe, as
+/// [`ProcessId::is_running`] does: a creator whose /proc entry cannot be
+/// read for another reason than its absence counts as alive, since taking
+/// a live creator for a dead one would remove what it still uses.
 pub fn creator_is_gone(pid: u32, start: Option<u64>) -> bool {
-    match (ProcessId::of(pid), start) {
-        (None, _) => true,
-        (Some(running), Some(start)) => running.start_ticks() != start,
-        (Some(_), None) => false,
-    }
+    !ProcessId::from_parts(pid, start.unwrap_or(0)).is_running()
 }
 
 /// The directory for FIFOs and other files: `$TMPDIR`, or `/tmp`.
@@ -136,6 +139,12 @@ fn lock_registry() -> std::sync::MutexGuard<'static, Vec<(u64, Resource)>> {
     REGISTRY
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Every object this process owns now (for tests that check that none is
+/// left registered).
+pub fn registered() -> Vec<Resource> {
+    lock_registry().iter().map(|(_, r)| r.clone()).collect()
 }
 
 /// Removes every object this process still owns. For a signal-handling
@@ -352,5 +361,37 @@ mod tests {
         assert!(report.removed.contains(&dead));
         assert!(report.live.contains(&live.path().to_owned()));
         assert!(!dead.exists() && live.path().exists());
+    }
+
+    #[test]
+    fn a_reused_pid_is_told_apart_by_its_start_time() {
+        let base = temp_dir().join(format!("ipc-test.reused.{}", std::process::id()));
+        std::fs::create_dir_all(&base).expect("base");
+        let me = ProcessId::current();
+        // Faked records: this live process (kept); a creator that had this
+        // pid before (another start time: gone, whoever has the pid now);
+        // a live process under a record without a start (kept: the pid is
+        // all there is to go by).
+        let record = |start: &str, tag: &str| {
+            let path = base.join(format!("{PREFIX}coretest4.{}.{start}{tag}", me.pid()));
+            std::fs::write(&path, b"").expect("a faked record");
+            path
+        };
+        let live = record(&format!("{}.", me.start_ticks()), "live");
+        let reused = record(&format!("{}.", me.start_ticks() + 7), "reused");
+        let no_start = record("", "nostart");
+        let report = clean_dir(&base, "coretest4", |p| std::fs::remove_file(p)).expect("clean");
+        assert_eq!(report.removed, vec![reused.clone()]);
+        assert!(live.exists() && no_start.exists() && !reused.exists());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn an_unknown_start_time_never_makes_a_live_creator_gone() {
+        // What a creator records when it could not read its own start.
+        let me = ProcessId::current();
+        assert!(!creator_is_gone(me.pid(), Some(0)));
+        assert!(ProcessId::from_parts(me.pid(), 0).is_running());
+        assert!(creator_is_gone(u32::MAX - 3, Some(0)), "no such pid");
     }
 }

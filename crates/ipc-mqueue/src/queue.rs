@@ -50,6 +50,12 @@ pub enum Attempt<T> {
 
 /// Explains an `mq_open` failure by the limit that refused it.
 fn open_error(name: &str, msgsize: usize, depth: usize, e: Errno) -> Error {
+    if e == Errno::EEXIST {
+        return Error::sys(
+            format!("create the message queue {name}: a queue this run did not make has the name"),
+            e,
+        );
+    }
     let b = Bounds::here();
     let why = match e {
         Errno::EMFILE => format!(
@@ -89,21 +95,39 @@ pub fn create(msgsize: usize, depth: usize) -> Result<(Queue, Queue, Named)> {
     let name = format!("/{}", names::unique_name(METHOD));
     let record = names::temp_dir().join(&name[1..]);
     // Registered before they exist, so that Ctrl-C in between removes them.
+    // A name found taken (create_new, O_EXCL) is somebody else's object:
+    // refused and forgotten, never removed.
     let queue_owned = Owned::register(Resource::Mqueue(name.clone()));
     let record_owned = Owned::register(Resource::Path(record.clone()));
-    std::fs::OpenOptions::new()
+    if let Err(e) = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode_0600()
         .open(&record)
-        .map_err(|e| Error::io(format!("record the queue in {}", record.display()), e))?;
+    {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            record_owned.abandon();
+            queue_owned.abandon();
+        }
+        return Err(Error::io(
+            format!("record the queue in {}", record.display()),
+            e,
+        ));
+    }
     let attr = MqAttr::new(0, depth as _, msgsize as _, 0);
-    let send = open(
+    let send = match open(
         &name,
         MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_WRONLY,
         Some(&attr),
-    )
-    .map_err(|e| open_error(&name, msgsize, depth, e))?;
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            if e == nix::errno::Errno::EEXIST {
+                queue_owned.abandon();
+            }
+            return Err(open_error(&name, msgsize, depth, e));
+        }
+    };
     let recv = open(&name, MQ_OFlag::O_RDONLY, None)
         .map_err(|e| Error::sys(format!("open the message queue {name} to receive"), e))?;
     let named = Named {

@@ -197,3 +197,62 @@ fn the_creator_unlinks_its_queue_and_record_when_its_ends_go() {
     let gone = nix::mqueue::mq_open(&*name, MQ_OFlag::O_RDONLY, FileMode::empty(), None);
     assert_eq!(gone.err(), Some(nix::errno::Errno::ENOENT));
 }
+
+#[test]
+fn a_queue_name_someone_else_took_is_refused_and_left_alone() {
+    let seed = 0x7a11;
+    fastrand::seed(seed);
+    let name = format!("/{}", ipc_core::names::unique_name("mqueue"));
+    let record = ipc_core::names::temp_dir().join(&name[1..]);
+    let attr = MqAttr::new(0, 4, 64, 0);
+    let squatter = nix::mqueue::mq_open(
+        name.as_str(),
+        MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_RDONLY,
+        FileMode::S_IRUSR | FileMode::S_IWUSR,
+        Some(&attr),
+    )
+    .expect("the squatter's queue");
+    fastrand::seed(seed);
+    let err = queue::create(64, 4).expect_err("the name is taken");
+    assert!(err.is_already_exists(), "{err}");
+    let again = nix::mqueue::mq_open(name.as_str(), MQ_OFlag::O_RDONLY, FileMode::empty(), None)
+        .expect("the squatter's queue is still there");
+    nix::mqueue::mq_close(again).expect("close it");
+    assert!(!record.exists(), "our own record of it stays behind");
+    nix::mqueue::mq_close(squatter).expect("close the squatter's queue");
+    nix::mqueue::mq_unlink(name.as_str()).expect("remove the squatter's queue");
+
+    // The record's name taken: refused, the file left as it was, no queue made.
+    fastrand::seed(seed + 1);
+    let name = format!("/{}", ipc_core::names::unique_name("mqueue"));
+    let record = ipc_core::names::temp_dir().join(&name[1..]);
+    std::fs::write(&record, b"someone else's").expect("the squatter's file");
+    fastrand::seed(seed + 1);
+    let err = queue::create(64, 4).expect_err("the record's name is taken");
+    assert!(err.is_already_exists(), "{err}");
+    assert_eq!(
+        std::fs::read(&record).expect("still there"),
+        b"someone else's"
+    );
+    assert!(
+        nix::mqueue::mq_open(name.as_str(), MQ_OFlag::O_RDONLY, FileMode::empty(), None).is_err(),
+        "no queue was made"
+    );
+    std::fs::remove_file(&record).expect("remove the squatter's file");
+}
+
+#[test]
+fn the_queue_and_its_record_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (send, _recv, named) = queue::create(64, 4).expect("create");
+    let fd = send.into_fd();
+    let mode = nix::sys::stat::fstat(&fd).expect("fstat the queue").st_mode & 0o777;
+    assert_eq!(mode, 0o600, "the queue");
+    let record = ipc_core::names::temp_dir().join(&named.name[1..]);
+    let mode = std::fs::metadata(&record)
+        .expect("the record")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the record");
+}

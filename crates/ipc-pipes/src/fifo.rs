@@ -497,3 +497,38 @@ impl Drop for FifoReceiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    use super::*;
+    use ipc_core::{Receiver, Sender};
+
+    #[test]
+    fn the_directory_the_fifo_and_its_locks_are_owner_only() {
+        let (mut tx, mut rx) = Fifo::channel(Mode::Thread, &Options::default()).expect("channel");
+        tx.send(b"opens the writer").expect("send");
+        assert_eq!(rx.recv().expect("recv"), b"opens the writer");
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let fifo = tx.path.clone();
+        let dir = fifo.parent().expect("its directory").to_owned();
+        assert_eq!(mode(&dir), 0o700, "the directory");
+        assert!(std::fs::metadata(&fifo)
+            .expect("the FIFO")
+            .file_type()
+            .is_fifo());
+        assert_eq!(mode(&fifo), 0o600, "the FIFO");
+        for lock in ["reader.lock", "writer.lock"] {
+            assert_eq!(mode(&dir.join(lock)), 0o600, "{lock}");
+        }
+        drop((tx, rx));
+        assert!(!dir.exists(), "removed with the channel");
+    }
+}

@@ -80,7 +80,7 @@ impl Buffer {
         unsafe { &*(self.base() as *const Header) }
     }
 
-    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+    pub(crate) fn mutex(&self) -> *mut libc::pthread_mutex_t {
         // SAFETY: MUTEX_OFF is inside the region (checked length); only a
         // pointer is made, never a reference.
         unsafe { self.base().add(MUTEX_OFF) as *mut libc::pthread_mutex_t }
@@ -190,7 +190,13 @@ impl Buffer {
     /// Takes the mutex; after a holder that died, repairs first.
     pub(crate) fn lock(&self) -> Result<Guard<'_>> {
         // SAFETY: the mutex lives in the region, mapped as long as self.
-        let locked = unsafe { sys::mutex_lock(self.mutex()) }.map_err(io("lock the buffer"))?;
+        let locked = unsafe { sys::mutex_lock(self.mutex()) }.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Error::Corrupt(format!("the buffer's lock is {e}"))
+            } else {
+                io("lock the buffer")(e)
+            }
+        })?;
         let guard = Guard { buffer: self };
         if locked == Locked::OwnerDied {
             self.repair(&guard);

@@ -4,7 +4,7 @@
 //! it behind our back); each call says why it holds.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 // SAFETY: this is glibc's prototype of sem_clockwait (semaphore.h, glibc
 // 2.30 and later: `int sem_clockwait(sem_t *, clockid_t, const struct
@@ -160,18 +160,51 @@ pub(crate) enum Locked {
     OwnerDied,
 }
 
-/// Locks `mutex`.
+/// How long [`mutex_lock`] waits for the mutex before it gives up. An
+/// honest holder keeps it for one slot's copy (microseconds); a mutex word
+/// held longer was written by a peer that broke the protocol (or stopped
+/// inside it), and must not hang this side for ever.
+pub(crate) const LOCK_LIMIT: Duration = Duration::from_secs(2);
+
+/// Locks `mutex`, waiting at most [`LOCK_LIMIT`] (then `TimedOut`).
 ///
 /// # Safety
 ///
 /// `mutex` points to a mutex made by [`mutex_init`] in memory that stays
 /// mapped while it is held.
 pub(crate) unsafe fn mutex_lock(mutex: *mut libc::pthread_mutex_t) -> io::Result<Locked> {
-    // SAFETY: passed on from our caller.
-    match unsafe { libc::pthread_mutex_lock(mutex) } {
-        0 => Ok(Locked::Clean),
-        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
-        e => Err(io::Error::from_raw_os_error(e)),
+    let start = Instant::now();
+    loop {
+        // pthread_mutex_timedlock takes a CLOCK_REALTIME deadline: waits of
+        // 50 ms, the whole measured on the monotonic clock, so that a step
+        // of the wall clock changes one slice at most.
+        let deadline = realtime_after(Duration::from_millis(50));
+        // SAFETY: passed on from our caller; `deadline` is a valid timespec
+        // on our stack for the length of the call.
+        match unsafe { libc::pthread_mutex_timedlock(mutex, &deadline) } {
+            0 => return Ok(Locked::Clean),
+            libc::EOWNERDEAD => return Ok(Locked::OwnerDied),
+            libc::ETIMEDOUT if start.elapsed() < LOCK_LIMIT => {}
+            libc::ETIMEDOUT => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("held by another for more than {LOCK_LIMIT:?}: a peer broke the protocol or stopped inside it"),
+                ))
+            }
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// CLOCK_REALTIME `after` from now, as a timespec.
+fn realtime_after(after: Duration) -> libc::timespec {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
+        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+        .unwrap_or_default();
+    let at = now + after;
+    libc::timespec {
+        tv_sec: at.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(at.subsec_nanos() as i32),
     }
 }
 

@@ -312,3 +312,57 @@ fn a_table_entry_used_again_gets_a_new_producer_number() {
     assert_ne!(second.producer_number(), number);
     assert_ne!(second.producer_number(), tx.producer_number());
 }
+
+#[test]
+fn a_slot_length_a_peer_rewrote_is_corrupt_and_the_channel_goes_on() {
+    let (mut tx, mut rx) = channel(64, 4);
+    tx.send(b"honest").expect("send");
+    let b = std::sync::Arc::clone(rx.buffer());
+    let full = (0..b.geo.slots)
+        .find(|&s| b.slot(s).state.load(Ordering::SeqCst) == FULL)
+        .expect("the full slot");
+    // A length past the slot (and past the region) as a hostile peer writes it.
+    b.slot(full).len.store(u64::MAX, Ordering::SeqCst);
+    match rx.try_recv() {
+        Err(Error::Corrupt(why)) => assert!(why.contains("more than its 64"), "{why}"),
+        other => panic!("expected Corrupt, got {:?}", other.map(<[u8]>::to_vec)),
+    }
+    tx.send(b"next").expect("send after");
+    assert_eq!(rx.try_recv().expect("the next message"), b"next");
+}
+
+#[test]
+fn a_lock_word_a_peer_rewrote_is_corrupt_within_the_lock_limit_not_a_hang() {
+    let (mut tx, mut rx) = channel(64, 4);
+    tx.send(b"waiting").expect("send");
+    // A live thread of this process that never unlocks: its tid in the
+    // mutex's owner word, as a peer that broke the protocol could write.
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        // SAFETY: gettid has no arguments and cannot fail.
+        let _ = tid_tx.send(unsafe { libc::gettid() } as u32);
+        let _ = stop_rx.recv();
+    });
+    let tid = tid_rx.recv().expect("the holder's tid");
+    let b = std::sync::Arc::clone(rx.buffer());
+    // SAFETY: glibc's pthread_mutex_t starts with its lock word (the
+    // owner's tid), a 4-byte aligned int inside the mapped region; it is
+    // only ever accessed atomically (futex), as here.
+    let word = unsafe { &*(b.mutex() as *const std::sync::atomic::AtomicU32) };
+    word.store(tid, Ordering::SeqCst);
+    let start = Instant::now();
+    let got = rx.try_recv().map(<[u8]>::to_vec);
+    let took = start.elapsed();
+    word.store(0, Ordering::SeqCst);
+    let _ = stop_tx.send(());
+    let _ = holder.join();
+    match got {
+        Err(Error::Corrupt(why)) => assert!(why.contains("lock"), "{why}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(
+        took >= sys::LOCK_LIMIT && took < sys::LOCK_LIMIT + Duration::from_secs(3),
+        "gave up after {took:?}"
+    );
+}

@@ -76,10 +76,18 @@ impl Region {
         let name = format!("/{}", names::unique_name(method));
         // Registered before it exists, so that Ctrl-C during a long
         // allocation removes it too; if creating fails half-way (after the
-        // name exists), dropping `owned` removes it. The name is new (random,
-        // and O_EXCL), so this removes nobody else's object.
+        // name exists), dropping `owned` removes it. If the name was taken
+        // (O_EXCL), the object there is somebody else's: it is refused and
+        // forgotten, never removed.
         let owned = Owned::register(Resource::Shm(name.clone()));
-        let map = B::create(&name, len)?;
+        let map = match B::create(&name, len) {
+            Ok(map) => map,
+            Err(e) if e.is_already_exists() => {
+                owned.abandon();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Region {
             map,
             name,
@@ -273,10 +281,13 @@ impl Backend for Crate {
             .size(len)
             .create()
             .map_err(|e| {
-                Error::io(
-                    format!("create the shared memory {name}"),
-                    std::io::Error::other(e.to_string()),
-                )
+                let source = match e {
+                    shared_memory::ShmemError::MappingIdExists => {
+                        std::io::Error::from(std::io::ErrorKind::AlreadyExists)
+                    }
+                    e => std::io::Error::other(e.to_string()),
+                };
+                Error::io(format!("create the shared memory {name}"), source)
             })?;
         // Our Region removes the name (also on Ctrl-C), not the crate.
         shm.set_owner(false);
@@ -375,6 +386,39 @@ mod tests {
         assert!(path.exists(), "only the creator removes the name");
         drop(region);
         assert!(!path.exists(), "the creator removed the name");
+    }
+
+    /// A name found taken when the region is made: the object there is
+    /// somebody else's: refused, never adopted, never removed. The name's
+    /// random part comes from this thread's generator, seeded twice alike.
+    fn a_name_taken_by_someone_else_is_refused_and_left_alone<B: Backend>(seed: u64) {
+        fastrand::seed(seed);
+        let name = format!("/{}", names::unique_name("shmsquat"));
+        let squatter = nix::sys::mman::shm_open(
+            name.as_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
+            Perm::S_IRUSR | Perm::S_IWUSR,
+        )
+        .expect("the squatter's object");
+        fastrand::seed(seed);
+        let err = Region::create::<B>("shmsquat", 4096).expect_err("the name is taken");
+        assert!(err.is_already_exists(), "{err}");
+        let path = Path::new(SHM_DIR).join(&name[1..]);
+        assert!(path.exists(), "the squatter's object was removed");
+        assert!(!names::registered().contains(&Resource::Shm(name.clone())));
+        drop(squatter);
+        nix::sys::mman::shm_unlink(name.as_str()).expect("remove the squatter's object");
+    }
+
+    #[test]
+    fn native_refuses_a_name_someone_else_took() {
+        a_name_taken_by_someone_else_is_refused_and_left_alone::<Native>(0x5917);
+    }
+
+    #[cfg(feature = "shared_memory")]
+    #[test]
+    fn crate_refuses_a_name_someone_else_took() {
+        a_name_taken_by_someone_else_is_refused_and_left_alone::<Crate>(0x5918);
     }
 
     #[test]

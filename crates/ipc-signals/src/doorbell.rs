@@ -43,8 +43,9 @@ pub struct SignalBell {
     sides: [Mutex<Option<SignalDelivery<UnixStream, WithOrigin>>>; 2],
     /// Rings from a process other than the peer.
     foreign: AtomicU64,
-    /// The peers rung so far, each with its pidfd if the kernel gave one.
-    rung: Mutex<Vec<PeerProcess>>,
+    /// Per side: the one process ever rung as that side's holder, with its
+    /// pidfd if the kernel gave one.
+    rung: [Mutex<Option<PeerProcess>>; 2],
 }
 
 impl std::fmt::Debug for SignalBell {
@@ -69,7 +70,7 @@ impl SignalBell {
             number,
             sides: [Mutex::new(None), Mutex::new(None)],
             foreign: AtomicU64::new(0),
-            rung: Mutex::new(Vec::new()),
+            rung: [Mutex::new(None), Mutex::new(None)],
         })
     }
 
@@ -85,18 +86,27 @@ impl SignalBell {
         self.foreign.load(Ordering::Relaxed)
     }
 
-    /// The peer `holder`, with a pidfd opened (once) and checked to name it.
-    fn peer(&self, holder: ProcessId) -> Option<PeerProcess> {
-        let mut rung = self.rung.lock().ok()?;
-        if let Some(p) = rung.iter().find(|p| p.id() == holder) {
-            return Some(p.clone());
+    /// The holder of `side`'s end, `holder` as the region names it, with a
+    /// pidfd opened (once) and checked to name it. An end is held by one
+    /// process for the channel's life, so once one was rung, a region that
+    /// names another (a peer that rewrote the owner word) is not believed:
+    /// nobody is rung (the sleeper's bounded sleep and liveness checks take
+    /// over). The first holder rung is trusted as
+    /// far as the region is, which only this user can write (0600).
+    fn peer(&self, side: Side, holder: ProcessId) -> Option<PeerProcess> {
+        let mut rung = self.rung[index(side)].lock().ok()?;
+        if let Some(p) = rung.as_ref() {
+            if p.id() == holder {
+                return Some(p.clone());
+            }
+            return None;
         }
         let p = PeerProcess::of_pid(holder.pid()).ok()?;
         // The pid may have gone to another process since the region named it.
         if p.id() != holder {
             return None;
         }
-        rung.push(p.clone());
+        *rung = Some(p.clone());
         Some(p)
     }
 }
@@ -144,7 +154,7 @@ impl Bell for SignalBell {
         }
     }
 
-    fn ring(&self, _side: Side, _futex: &std::sync::atomic::AtomicU32, holder: Option<ProcessId>) {
+    fn ring(&self, side: Side, _futex: &std::sync::atomic::AtomicU32, holder: Option<ProcessId>) {
         let Some(holder) = holder else {
             return; // nobody to ring yet: the sleep's bound covers it
         };
@@ -153,7 +163,7 @@ impl Bell for SignalBell {
             let _ = sys::queue_to_pid(sys::getpid(), signo, 0);
             return;
         }
-        if let Some(peer) = self.peer(holder) {
+        if let Some(peer) = self.peer(side, holder) {
             let _ = match peer.pidfd() {
                 Some(fd) => sys::queue_to_pidfd(fd, signo, 0),
                 None => sys::queue_to_pid(holder.pid() as i32, signo, 0),
@@ -306,5 +316,60 @@ impl ipc_core::Receiver for DoorbellReceiver {
 
     fn max_message(&self) -> usize {
         ipc_core::Receiver::max_message(&self.inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether process `pid` got signal `signo`: it died of it, or has it
+    /// pending (if it blocks it).
+    fn got(child: &mut std::process::Child, signo: i32) -> bool {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        status
+            .lines()
+            .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
+            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+            .any(|mask| mask & (1 << (signo - 1)) != 0)
+    }
+
+    #[test]
+    fn a_holder_word_rewritten_to_name_another_process_is_not_rung() {
+        let bell =
+            SignalBell::new(Number::take_free(doorbell_bounds(), "doorbell").expect("a number"));
+        let signo = bell.signal();
+        let futex = std::sync::atomic::AtomicU32::new(0);
+        let sleeper = || {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("spawn sleep")
+        };
+        let (mut peer, mut stranger) = (sleeper(), sleeper());
+        let id = |c: &std::process::Child| PeerProcess::of_child(c).expect("identity").id();
+        // The consumer's holder, as the region names it: rung.
+        bell.ring(Side::Consumer, &futex, Some(id(&peer)));
+        let start = std::time::Instant::now();
+        while !got(&mut peer, signo) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(got(&mut peer, signo), "the holder was not rung");
+        // A peer rewrites the owner word to name another process: not rung.
+        bell.ring(Side::Consumer, &futex, Some(id(&stranger)));
+        std::thread::sleep(Duration::from_millis(200));
+        let stranger_got = got(&mut stranger, signo);
+        for c in [&mut peer, &mut stranger] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert!(
+            !stranger_got,
+            "a process the region named afterwards was signalled"
+        );
     }
 }

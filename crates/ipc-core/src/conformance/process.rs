@@ -74,6 +74,37 @@ pub unsafe fn run<T: Transport, F: Flavor<T>>(module: &str, name: &str, check: f
     check();
 }
 
+/// Set in a child that runs one check alone ([`in_a_process_of_its_own`]).
+const ALONE_VAR: &str = "IPC_CONFORMANCE_ALONE";
+
+/// Runs `body` in a process where nothing else runs: this test binary
+/// started again for the current test alone (one test thread), which runs
+/// `body` and exits; here, waits for it and fails if it failed. In that
+/// child, runs `body` itself. For checks that count what the process holds.
+pub(super) fn in_a_process_of_its_own(body: impl FnOnce()) {
+    if std::env::var_os(ALONE_VAR).is_some() {
+        body();
+        return;
+    }
+    let test = TEST.with(|t| t.borrow().clone());
+    assert!(!test.is_empty(), "the check runs inside conformance::run");
+    let exe = std::env::current_exe().expect("this test binary");
+    let status = Command::new(exe)
+        .args([
+            test.as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(ALONE_VAR, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .expect("start this test binary again");
+    assert!(status.success(), "{test}, run alone: {status}");
+}
+
 /// The other end lives in a child process (process mode).
 #[derive(Debug)]
 pub struct Processes;
