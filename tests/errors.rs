@@ -244,3 +244,99 @@ fn a_missing_or_foreign_endpoint_is_refused() {
     ep.path = Some("/nonexistent/ipc-showcase.pipes.1.x/fifo".into());
     assert!(Fifo::open_receiver(ep).is_err());
 }
+
+/// Set in a child of [`access_the_permissions_forbid_is_refused_saying_so`]
+/// that runs as another user: what it tries.
+const AS_NOBODY: &str = "IPC_TEST_AS_NOBODY";
+/// The endpoint token that child tries to open.
+const TOKEN: &str = "IPC_TEST_TOKEN";
+
+/// In the child, as user nobody: tries what `what` names and prints the
+/// outcome on stdout.
+fn as_nobody(what: &str) {
+    // SAFETY: the token was set by our parent, which handed over the fds it
+    // names with a Handover; nothing here has touched them.
+    let endpoint = || unsafe { Endpoint::from_env(TOKEN) };
+    let outcome = match what {
+        "fifo" => endpoint().and_then(Fifo::open_receiver).map(drop),
+        "shm" => endpoint()
+            .and_then(ipc_shm::ShmRing::open_receiver)
+            .map(drop),
+        "tmpdir" => Fifo::channel(Mode::Process, &Options::default()).map(drop),
+        other => panic!("nothing to try as {other}"),
+    };
+    match outcome {
+        Ok(()) => println!("opened"),
+        Err(e) => println!("refused: {e}"),
+    }
+}
+
+/// Runs this test again as user nobody, trying `what` with `handover`'s
+/// fds and `token`; returns what it printed.
+fn try_as_nobody(what: &str, handover: Handover, token: &str, tmpdir: &std::path::Path) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("this test binary"));
+    cmd.args([
+        "access_the_permissions_forbid_is_refused_saying_so",
+        "--exact",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env(AS_NOBODY, what)
+    .env(TOKEN, token)
+    .env("TMPDIR", tmpdir)
+    .uid(65534)
+    .gid(65534)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped());
+    let (child, _who) = handover.spawn(cmd).expect("start the child as nobody");
+    let out = child.wait_with_output().expect("its output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn access_the_permissions_forbid_is_refused_saying_so() {
+    if let Ok(what) = std::env::var(AS_NOBODY) {
+        as_nobody(&what);
+        return;
+    }
+    // SAFETY: geteuid only reads this process's user.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can run a child as another user here");
+        return;
+    }
+    let tmp = std::env::temp_dir();
+    // A FIFO in our private (0700) directory.
+    let (_tx, rx) = Fifo::channel(Mode::Process, &Options::default()).expect("fifo");
+    let mut handover = Handover::new();
+    let token = Fifo::export_receiver(rx, &mut handover)
+        .expect("export")
+        .to_token();
+    let said = try_as_nobody("fifo", handover, &token, &tmp);
+    assert!(
+        said.contains("refused") && said.contains("Permission denied"),
+        "{said}"
+    );
+    // A shared-memory ring (0600).
+    let (_tx, rx) = ipc_shm::ShmRing::channel(Mode::Process, &Options::default()).expect("shm");
+    let mut handover = Handover::new();
+    let token = ipc_shm::ShmRing::export_receiver(rx, &mut handover)
+        .expect("export")
+        .to_token();
+    let said = try_as_nobody("shm", handover, &token, &tmp);
+    assert!(
+        said.contains("refused")
+            && (said.contains("Permission denied") || said.contains("belongs to uid 0")),
+        "{said}"
+    );
+    // A $TMPDIR this user may not write in.
+    let locked = tmp.join(format!("ipc-test.locked.{}", std::process::id()));
+    std::fs::create_dir(&locked).expect("a root-only directory");
+    let said = try_as_nobody("tmpdir", Handover::new(), "", &locked);
+    let _ = std::fs::remove_dir(&locked);
+    assert!(
+        said.contains("refused") && said.contains("Permission denied"),
+        "{said}"
+    );
+}

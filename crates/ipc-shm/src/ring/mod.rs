@@ -251,7 +251,7 @@ impl Ring {
     }
 
     /// Where `side` announces that it sleeps.
-    fn wait_word(&self, side: Side) -> &wait::WaitWord {
+    pub(crate) fn wait_word(&self, side: Side) -> &wait::WaitWord {
         let ctl = self.ctl();
         match side {
             Side::Producer => &ctl.producer_wait.0,

@@ -493,3 +493,43 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn wait_words_a_peer_keeps_rewriting_neither_hang_a_wait_nor_lose_a_message() {
+    use ipc_core::Receiver;
+    let ring = ring(4096, 256);
+    let (mut tx, mut rx) = ends::<Native>(Arc::clone(&ring));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let vandal = {
+        let (ring, stop) = (Arc::clone(&ring), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut rng = fastrand::Rng::with_seed(0x3a17);
+            while !stop.load(Ordering::Relaxed) {
+                for side in [Side::Producer, Side::Consumer] {
+                    ring.wait_word(side).forge(rng.u32(..), rng.u32(..));
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let got = rx
+            .recv_timeout(Duration::from_millis(300))
+            .map(<[u8]>::to_vec);
+        assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "a wait of 300 ms took {took:?}"
+        );
+        tx.send(b"through the vandal").expect("send");
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("the message"),
+            b"through the vandal"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    vandal.join().expect("the vandal thread");
+}

@@ -88,6 +88,15 @@ pub(crate) struct WaitWord {
     futex: AtomicU32,
 }
 
+impl WaitWord {
+    /// Writes both words as a peer that breaks the protocol could (tests).
+    #[cfg(test)]
+    pub(crate) fn forge(&self, waiting: u32, futex: u32) {
+        self.waiting.store(waiting, Ordering::Relaxed);
+        self.futex.store(futex, Ordering::Relaxed);
+    }
+}
+
 /// How the side that wakes a sleeper orders its publication before its look
 /// at the sleep flag, and so which barrier the sleeper needs.
 #[derive(Clone, Copy)]
