@@ -213,6 +213,9 @@ fn reap(pid: u32, limit: Duration) -> Option<Ended> {
 struct Outcome {
     /// From the kill to the survivor's exit.
     noticed: Duration,
+    /// Whether the survivor died of its death signal before it ran any
+    /// code of ours (a peer killed at its very start), instead of exit 3.
+    by_death_signal: bool,
 }
 
 /// Kills `victim` of a run of `target` at `phase` and checks the promises.
@@ -266,7 +269,10 @@ fn kill_and_check(target: &Target, victim: Victim, phase: Phase) -> Result<Outco
     }
     nothing_left_after_clean(target, &run.tmp, &[parent, peer])
         .map_err(|e| format!("{what}: {e}"))?;
-    Ok(Outcome { noticed })
+    Ok(Outcome {
+        noticed,
+        by_death_signal: ended != Ended::Code(3),
+    })
 }
 
 /// Runs `clean` as the next user would and checks that nothing of processes
@@ -362,7 +368,10 @@ fn interrupt_and_check(target: &Target, sig: i32) -> Result<Outcome, String> {
         return Err(format!("{what}: stderr does not say so: {err:?}"));
     }
     nothing_left(&run.tmp, &[parent, peer]).map_err(|e| format!("{what}: {e}"))?;
-    Ok(Outcome { noticed })
+    Ok(Outcome {
+        noticed,
+        by_death_signal: false,
+    })
 }
 
 /// Runs `case` on every target, prints a line for each, and fails with all
@@ -373,9 +382,14 @@ fn over_every_target(label: &str, case: impl Fn(&Target) -> Result<Outcome, Stri
     for target in targets() {
         match case(&target) {
             Ok(o) => println!(
-                "{label:<32} {:<28} ok, survivor out after {:?}",
+                "{label:<32} {:<28} ok, survivor out after {:?}{}",
                 target.name(),
-                o.noticed
+                o.noticed,
+                if o.by_death_signal {
+                    " (by the death signal)"
+                } else {
+                    ""
+                }
             ),
             Err(e) => failures.push(e),
         }
@@ -451,19 +465,20 @@ fn random_points_twenty_kills_per_side() {
     for target in targets() {
         for victim in [Victim::Consumer, Victim::Producer] {
             let mut worst = Duration::ZERO;
-            let mut survived = 0;
+            let (mut survived, mut by_signal) = (0, 0);
             for _ in 0..20 {
                 let seed = rng();
                 match kill_and_check(&target, victim, Phase::Random(seed)) {
                     Ok(o) => {
                         survived += 1;
+                        by_signal += usize::from(o.by_death_signal);
                         worst = worst.max(o.noticed);
                     }
                     Err(e) => failures.push(e),
                 }
             }
             println!(
-                "{:<28} {victim:?} killed at random points: {survived}/20 survived as promised, slowest exit {worst:?}",
+                "{:<28} {victim:?} killed at random points: {survived}/20 as promised ({by_signal} by the death signal), slowest exit {worst:?}",
                 target.name()
             );
         }

@@ -340,3 +340,29 @@ fn access_the_permissions_forbid_is_refused_saying_so() {
         "{said}"
     );
 }
+
+#[test]
+fn a_token_naming_an_object_that_is_gone_says_so() {
+    // The endpoint of a real channel, kept after the channel (and so its
+    // objects) went: what a late or replayed token names.
+    fn gone<T: Transport>() -> Endpoint {
+        let (tx, rx) = T::channel(Mode::Process, &Options::default()).expect("channel");
+        let mut handover = Handover::new();
+        let real = T::export_receiver(rx, &mut handover).expect("export");
+        let mut ep = Endpoint::new(T::NAME, T::VARIANT, real.max_message);
+        ep.name = real.name.clone();
+        ep.path = real.path.clone();
+        ep.extra = real.extra.clone();
+        drop((tx, handover));
+        // SAFETY: the token names no fd, so nothing is adopted.
+        unsafe { Endpoint::from_token(&ep.to_token()) }.expect("a token of ours")
+    }
+    let said = |r: ipc_core::Result<()>| match r {
+        Err(e) => e.to_string(),
+        Ok(()) => panic!("opened an object that is gone"),
+    };
+    let shm = said(ipc_shm::ShmRing::open_receiver(gone::<ipc_shm::ShmRing>()).map(drop));
+    assert!(shm.contains("No such file or directory"), "{shm}");
+    let fifo = said(Fifo::open_receiver(gone::<Fifo>()).map(drop));
+    assert!(fifo.contains("No such file or directory"), "{fifo}");
+}

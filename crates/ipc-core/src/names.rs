@@ -364,6 +364,23 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_name_someone_else_took_is_refused_and_left_alone() {
+        fastrand::seed(0xd1e);
+        let taken = temp_dir().join(unique_name("coretest5"));
+        std::fs::create_dir(&taken).expect("the squatter's directory");
+        std::fs::write(taken.join("theirs"), b"x").expect("a file of theirs");
+        fastrand::seed(0xd1e);
+        let err = PrivateDir::create("coretest5").expect_err("the name is taken");
+        assert!(err.is_already_exists(), "{err}");
+        assert!(
+            taken.join("theirs").exists(),
+            "the squatter's directory was touched"
+        );
+        assert!(!registered().contains(&Resource::Path(taken.clone())));
+        std::fs::remove_dir_all(&taken).expect("remove the squatter's directory");
+    }
+
+    #[test]
     fn a_reused_pid_is_told_apart_by_its_start_time() {
         let base = temp_dir().join(format!("ipc-test.reused.{}", std::process::id()));
         std::fs::create_dir_all(&base).expect("base");

@@ -613,7 +613,7 @@ pub unsafe fn run_suite<T: Transport, F: Flavor<T>>(prefix: &str) -> usize {
             // SAFETY: passed on from our caller.
             unsafe { run::<T, F>(prefix, name, check) }
         }));
-        if only.is_none() {
+        if !exact {
             println!(
                 "test {full} ... {}",
                 if ran.is_ok() { "ok" } else { "FAILED" }

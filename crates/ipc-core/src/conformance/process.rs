@@ -137,9 +137,11 @@ impl Peer {
         );
         let exe = std::env::current_exe().expect("this test binary");
         let mut cmd = Command::new(exe);
+        // `--include-ignored`: the check may be a long one, `#[ignore]`d.
         cmd.args([
             test.as_str(),
             "--exact",
+            "--include-ignored",
             "--nocapture",
             "--test-threads",
             "1",
