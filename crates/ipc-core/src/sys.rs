@@ -23,10 +23,46 @@ pub(crate) fn prepare_child(fds: &[RawFd], parent: u32, signal: i32) -> std::io:
     // child without running the parent's atexit handlers or destructors.
     unsafe {
         if libc::getppid() as u32 != parent {
+            say_parent_gone(parent);
             libc::_exit(3);
         }
     }
     Ok(())
+}
+
+/// Writes "the parent process (pid N) is gone" on stderr, as the peer says
+/// it once it runs, with nothing but a stack buffer and `write`: it runs
+/// between fork and exec, where only async-signal-safe calls may be made.
+fn say_parent_gone(parent: u32) {
+    let mut buf = [0u8; 64];
+    let len = parent_gone_message(parent, &mut buf);
+    // SAFETY: write is async-signal-safe; it reads `len` bytes of our buffer.
+    let _ = unsafe { libc::write(libc::STDERR_FILENO, buf.as_ptr().cast(), len) };
+}
+
+/// Puts the message of [`say_parent_gone`] into `buf` without allocating;
+/// returns its length.
+fn parent_gone_message(parent: u32, buf: &mut [u8; 64]) -> usize {
+    const HEAD: &[u8] = b"peer: the parent process (pid ";
+    const TAIL: &[u8] = b") is gone; exiting\n";
+    buf[..HEAD.len()].copy_from_slice(HEAD);
+    let mut at = HEAD.len();
+    let mut digits = [0u8; 10];
+    let (mut n, mut count) = (parent, 0);
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in digits[..count].iter().rev() {
+        buf[at] = d;
+        at += 1;
+    }
+    buf[at..at + TAIL.len()].copy_from_slice(TAIL);
+    at + TAIL.len()
 }
 
 /// Takes ownership of fd number `fd` inherited from the parent, after checking
@@ -73,4 +109,28 @@ pub(crate) fn mq_unlink(name: &str) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod parent_gone_tests {
+    use super::*;
+
+    #[test]
+    fn the_message_between_fork_and_exec_names_the_parent() {
+        let mut buf = [0u8; 64];
+        for (pid, text) in [
+            (0, "peer: the parent process (pid 0) is gone; exiting\n"),
+            (
+                4_194_304,
+                "peer: the parent process (pid 4194304) is gone; exiting\n",
+            ),
+            (
+                u32::MAX,
+                "peer: the parent process (pid 4294967295) is gone; exiting\n",
+            ),
+        ] {
+            let len = parent_gone_message(pid, &mut buf);
+            assert_eq!(std::str::from_utf8(&buf[..len]), Ok(text));
+        }
+    }
 }
