@@ -82,6 +82,14 @@ fn main() {
 
 fn a_row_whose_peer_dies_unnoticed_fails_and_the_run_goes_on() {
     let out = std::env::temp_dir().join(format!("ipc-test.unnoticed.{}", std::process::id()));
+    // Removed however the test ends (a failed assertion included).
+    struct RemovedAtTheEnd(std::path::PathBuf);
+    impl Drop for RemovedAtTheEnd {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _removed = RemovedAtTheEnd(out.clone());
     let exe = std::env::current_exe().expect("this test binary");
     let mut compare = Command::new(exe)
         .args([
@@ -140,7 +148,6 @@ fn a_row_whose_peer_dies_unnoticed_fails_and_the_run_goes_on() {
     for file in ["results.csv", "rtt_64.svg", "report.html"] {
         assert!(out.join(file).exists(), "{file} was not written");
     }
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Waits for process `pid` to have a child, and returns it.
