@@ -120,7 +120,11 @@ impl Endpoint {
     /// Decodes a token made by [`Endpoint::to_token`] and takes ownership of
     /// the fds it names, after checking that each is open here (and marking
     /// it close-on-exec again, so it goes no further). Fds not taken by an
-    /// open are closed when the endpoint is dropped.
+    /// open are closed when the endpoint is dropped. A token must come from
+    /// this process or its parent, and every object it names must be that
+    /// creator's and still running (`BadEndpoint` otherwise): an end is
+    /// handed from the process that made the channel to its child, not on
+    /// to a grandchild.
     ///
     /// # Safety
     ///
@@ -229,13 +233,25 @@ fn check_creator(wire: &Wire) -> Result<()> {
             "the endpoint was made by process {creator}, which is neither this process ({me}) nor its parent ({parent}): a token of another run"
         )));
     }
-    let named = wire
+    // A path's directories down to $TMPDIR are the user's, whatever their
+    // names; what the transport made lies below.
+    let tmp = crate::names::temp_dir();
+    let made = wire.path.as_deref().map(|p| {
+        let p = std::path::Path::new(p);
+        p.strip_prefix(&tmp)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    });
+    let named: Vec<String> = wire
         .name
         .iter()
-        .chain(wire.path.iter())
+        .chain(made.iter())
         .flat_map(|n| n.split('/'))
-        .filter(|part| part.starts_with(crate::names::PREFIX));
-    for object in named {
+        .filter(|part| part.starts_with(crate::names::PREFIX))
+        .map(str::to_owned)
+        .collect();
+    for object in &named {
         match crate::names::creator_of_any(object) {
             Some((pid, _)) if pid != creator => {
                 return Err(Error::BadEndpoint(format!(

@@ -121,7 +121,9 @@ impl Owned {
         &self.resource
     }
 
-    /// Forgets the object without removing it, as a crash would (for tests of cleanup).
+    /// Forgets the object without removing it: for a name found taken
+    /// (the object there is somebody else's), and for tests of cleanup (as
+    /// a crash would).
     pub fn abandon(self) {
         lock_registry().retain(|(id, _)| *id != self.id);
         std::mem::forget(self);

@@ -30,8 +30,8 @@ pub(crate) fn prepare_child(fds: &[RawFd], parent: u32, signal: i32) -> std::io:
     Ok(())
 }
 
-/// Writes "the parent process (pid N) is gone" on stderr, as the peer says
-/// it once it runs, with nothing but a stack buffer and `write`: it runs
+/// Writes "the parent process (pid N) is gone" on stderr, as the harness's
+/// peer says it once it runs, with nothing but a stack buffer and `write`: it runs
 /// between fork and exec, where only async-signal-safe calls may be made.
 fn say_parent_gone(parent: u32) {
     let mut buf = [0u8; 64];
@@ -43,7 +43,7 @@ fn say_parent_gone(parent: u32) {
 /// Puts the message of [`say_parent_gone`] into `buf` without allocating;
 /// returns its length.
 fn parent_gone_message(parent: u32, buf: &mut [u8; 64]) -> usize {
-    const HEAD: &[u8] = b"peer: the parent process (pid ";
+    const HEAD: &[u8] = b"child: the parent process (pid ";
     const TAIL: &[u8] = b") is gone; exiting\n";
     buf[..HEAD.len()].copy_from_slice(HEAD);
     let mut at = HEAD.len();
@@ -119,14 +119,14 @@ mod parent_gone_tests {
     fn the_message_between_fork_and_exec_names_the_parent() {
         let mut buf = [0u8; 64];
         for (pid, text) in [
-            (0, "peer: the parent process (pid 0) is gone; exiting\n"),
+            (0, "child: the parent process (pid 0) is gone; exiting\n"),
             (
                 4_194_304,
-                "peer: the parent process (pid 4194304) is gone; exiting\n",
+                "child: the parent process (pid 4194304) is gone; exiting\n",
             ),
             (
                 u32::MAX,
-                "peer: the parent process (pid 4294967295) is gone; exiting\n",
+                "child: the parent process (pid 4294967295) is gone; exiting\n",
             ),
         ] {
             let len = parent_gone_message(pid, &mut buf);

@@ -241,12 +241,15 @@ pub fn parent_alive(spec: &PeerSpec) -> bool {
     nix::unistd::getppid().as_raw() as u32 == spec.parent && !exiting(spec.parent)
 }
 
-/// Whether process `pid` has begun to exit (or is gone).
+/// Whether process `pid` has begun to exit (or is gone). Where /proc
+/// cannot tell for another reason than its absence, it is not taken for
+/// exiting (the lifeline and the death signal still tell).
 fn exiting(pid: u32) -> bool {
     /// `PF_EXITING` of the kernel's task flags.
     const PF_EXITING: u64 = 0x4;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
     };
     // The fields after the command name (which may hold spaces and
     // parentheses): state, ppid, pgrp, session, tty_nr, tpgid, flags.

@@ -187,16 +187,25 @@ impl Buffer {
         Ok(Arc::new(Buffer { region, geo }))
     }
 
-    /// Takes the mutex; after a holder that died, repairs first.
+    /// Takes the mutex; after a holder that died, repairs first. While it
+    /// is held, every 50 ms looks at who holds it: a lock word that names
+    /// no thread, a thread of this one, or a thread of a process that takes
+    /// no part in the channel was written by a peer that broke the protocol
+    /// (`Corrupt`, never a wait for ever). A participant that holds it long
+    /// (stopped, say) is waited for, as an honest peer is.
     pub(crate) fn lock(&self) -> Result<Guard<'_>> {
-        // SAFETY: the mutex lives in the region, mapped as long as self.
-        let locked = unsafe { sys::mutex_lock(self.mutex()) }.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::TimedOut {
-                Error::Corrupt(format!("the buffer's lock is {e}"))
-            } else {
-                io("lock the buffer")(e)
+        let locked = loop {
+            // SAFETY: the mutex lives in the region, mapped as long as self.
+            match unsafe { sys::mutex_lock_for(self.mutex(), Duration::from_millis(50)) } {
+                Ok(Some(locked)) => break locked,
+                Ok(None) => {
+                    if let Some(why) = self.lock_held_by_a_stranger() {
+                        return Err(Error::Corrupt(format!("the buffer's lock {why}")));
+                    }
+                }
+                Err(e) => return Err(io("lock the buffer")(e)),
             }
-        })?;
+        };
         let guard = Guard { buffer: self };
         if locked == Locked::OwnerDied {
             self.repair(&guard);
@@ -204,6 +213,38 @@ impl Buffer {
             unsafe { sys::mutex_consistent(self.mutex()) };
         }
         Ok(guard)
+    }
+
+    /// Why the thread the lock word names cannot be an honest holder, if it
+    /// cannot: no such thread, this thread, or a thread of a process that is
+    /// neither this one nor a participant. `None` when it may be (or when
+    /// /proc cannot tell: then the wait goes on).
+    fn lock_held_by_a_stranger(&self) -> Option<String> {
+        // SAFETY: the mutex lives in the region, mapped as long as self.
+        let tid = unsafe { sys::mutex_holder(self.mutex()) }?;
+        // SAFETY: gettid has no arguments and cannot fail.
+        if tid == unsafe { libc::gettid() } as u32 {
+            return Some(format!(
+                "names this very thread ({tid}), which does not hold it: a peer rewrote it"
+            ));
+        }
+        let acquire = std::sync::atomic::Ordering::Acquire;
+        match sys::process_of_thread(tid)? {
+            None => Some(format!(
+                "names thread {tid}, and no such thread exists: a peer rewrote it"
+            )),
+            Some(pid) if pid == std::process::id() => None,
+            Some(pid) => {
+                let takes_part = (0..MAX_PARTICIPANTS).any(|i| {
+                    let p = self.participant(i);
+                    p.state.load(acquire) != UNUSED
+                        && p.owner.holder().is_some_and(|id| id.pid() == pid)
+                });
+                (!takes_part).then(|| {
+                    format!("is held by thread {tid} of process {pid}, which takes no part in this channel: a peer rewrote it")
+                })
+            }
+        }
     }
 
     /// Whether participant `i` is there: held by a running process, or

@@ -4,17 +4,27 @@
 //! it behind our back); each call says why it holds.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-// SAFETY: this is glibc's prototype of sem_clockwait (semaphore.h, glibc
-// 2.30 and later: `int sem_clockwait(sem_t *, clockid_t, const struct
-// timespec *)`), with the libc crate's types for the same C types; an older
+// SAFETY: these are glibc's prototypes of sem_clockwait (semaphore.h) and
+// pthread_mutex_clocklock (pthread.h), glibc 2.30 and later: `int
+// sem_clockwait(sem_t *, clockid_t, const struct timespec *)` and `int
+// pthread_mutex_clocklock(pthread_mutex_t *, clockid_t, const struct
+// timespec *)`, with the libc crate's types for the same C types; an older
 // glibc fails at link time rather than calling something else.
 extern "C" {
     /// `sem_clockwait(3)`, glibc 2.30 and later: waits on `sem` until
     /// `abstime` on clock `clock`. The `libc` crate does not declare it.
     fn sem_clockwait(
         sem: *mut libc::sem_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+
+    /// `pthread_mutex_clocklock(3)`, glibc 2.30 and later: locks `mutex`,
+    /// waiting until `abstime` on clock `clock`. Not in the `libc` crate.
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
         clock: libc::clockid_t,
         abstime: *const libc::timespec,
     ) -> libc::c_int;
@@ -160,51 +170,69 @@ pub(crate) enum Locked {
     OwnerDied,
 }
 
-/// How long [`mutex_lock`] waits for the mutex before it gives up. An
-/// honest holder keeps it for one slot's copy (microseconds); a mutex word
-/// held longer was written by a peer that broke the protocol (or stopped
-/// inside it), and must not hang this side for ever.
-pub(crate) const LOCK_LIMIT: Duration = Duration::from_secs(2);
-
-/// Locks `mutex`, waiting at most [`LOCK_LIMIT`] (then `TimedOut`).
+/// Locks `mutex`, waiting at most `limit` (on CLOCK_MONOTONIC); `None`
+/// when it stayed held that long (the caller looks at who holds it and
+/// tries again).
 ///
 /// # Safety
 ///
 /// `mutex` points to a mutex made by [`mutex_init`] in memory that stays
 /// mapped while it is held.
-pub(crate) unsafe fn mutex_lock(mutex: *mut libc::pthread_mutex_t) -> io::Result<Locked> {
-    let start = Instant::now();
-    loop {
-        // pthread_mutex_timedlock takes a CLOCK_REALTIME deadline: waits of
-        // 50 ms, the whole measured on the monotonic clock, so that a step
-        // of the wall clock changes one slice at most.
-        let deadline = realtime_after(Duration::from_millis(50));
-        // SAFETY: passed on from our caller; `deadline` is a valid timespec
-        // on our stack for the length of the call.
-        match unsafe { libc::pthread_mutex_timedlock(mutex, &deadline) } {
-            0 => return Ok(Locked::Clean),
-            libc::EOWNERDEAD => return Ok(Locked::OwnerDied),
-            libc::ETIMEDOUT if start.elapsed() < LOCK_LIMIT => {}
-            libc::ETIMEDOUT => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("held by another for more than {LOCK_LIMIT:?}: a peer broke the protocol or stopped inside it"),
-                ))
-            }
-            e => return Err(io::Error::from_raw_os_error(e)),
-        }
+pub(crate) unsafe fn mutex_lock_for(
+    mutex: *mut libc::pthread_mutex_t,
+    limit: Duration,
+) -> io::Result<Option<Locked>> {
+    let now =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(io::Error::from)?;
+    let deadline = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32) + limit;
+    let abstime = libc::timespec {
+        tv_sec: deadline.as_secs() as libc::time_t,
+        tv_nsec: deadline.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: passed on from our caller; `abstime` is on our stack.
+    match unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &abstime) } {
+        0 => Ok(Some(Locked::Clean)),
+        libc::EOWNERDEAD => Ok(Some(Locked::OwnerDied)),
+        libc::ETIMEDOUT => Ok(None),
+        e => Err(io::Error::from_raw_os_error(e)),
     }
 }
 
-/// CLOCK_REALTIME `after` from now, as a timespec.
-fn realtime_after(after: Duration) -> libc::timespec {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
-        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
-        .unwrap_or_default();
-    let at = now + after;
-    libc::timespec {
-        tv_sec: at.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(at.subsec_nanos() as i32),
+/// The thread that holds `mutex` now, as its lock word names it (glibc's
+/// robust mutexes keep the holder's thread id in their first word, with
+/// two flag bits above it); `None` when it is free, or where the C library
+/// is not glibc and the word means something else.
+///
+/// # Safety
+///
+/// As for [`mutex_lock_for`].
+pub(crate) unsafe fn mutex_holder(mutex: *mut libc::pthread_mutex_t) -> Option<u32> {
+    if !cfg!(target_env = "gnu") {
+        return None;
+    }
+    /// FUTEX_TID_MASK of the kernel's robust futexes.
+    const TID_MASK: u32 = 0x3fff_ffff;
+    // SAFETY: the first 4 bytes of a glibc pthread_mutex_t are its lock
+    // word, an aligned int inside the mapped mutex (our caller), which every
+    // party only accesses atomically (futex operations); reading it as an
+    // AtomicU32 is such an access.
+    let word = unsafe { &*(mutex as *const std::sync::atomic::AtomicU32) };
+    let tid = word.load(std::sync::atomic::Ordering::Relaxed) & TID_MASK;
+    (tid != 0).then_some(tid)
+}
+
+/// The process thread `tid` belongs to (its Tgid in /proc), `Some(None)`
+/// when no such thread exists, `None` when /proc cannot tell (it fails
+/// safe: the caller goes on waiting).
+pub(crate) fn process_of_thread(tid: u32) -> Option<Option<u32>> {
+    match std::fs::read_to_string(format!("/proc/{tid}/status")) {
+        Ok(status) => status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse().ok())
+            .map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(None),
+        Err(_) => None,
     }
 }
 

@@ -100,8 +100,7 @@ impl Holdings {
 /// How many channels [`create_drop_cycles`] makes and drops.
 pub const CYCLES: usize = 1000;
 
-/// [`CYCLES`] channels made and dropped, each after one message (where the
-/// flavour lets one thread do both ends) leave this process holding what it
+/// [`CYCLES`] channels made and dropped leave this process holding what it
 /// held before: as many fds and threads, no object in /dev/shm, no file in
 /// `$TMPDIR`, no abstract socket, nothing registered for removal. A leaked
 /// signal number would show as well: the allocator has a few dozen, so a

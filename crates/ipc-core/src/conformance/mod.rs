@@ -462,7 +462,7 @@ pub unsafe fn run_suite<T: Transport, F: Flavor<T>>(prefix: &str) -> usize {
     // or `--include-ignored`, and in a child started for one check.
     let exact = flag("--exact");
     let mut all = checks::<T, F>();
-    if flag("--ignored") || flag("--include-ignored") || exact {
+    if flag("--ignored") || flag("--include-ignored") || (exact && only.is_some()) {
         all.push(("soak_a_million", soak_a_million::<T, F>));
     }
     if flag("--ignored") {
