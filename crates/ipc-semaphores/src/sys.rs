@@ -53,6 +53,18 @@ pub(crate) enum Taken {
     TimedOut,
 }
 
+/// CLOCK_MONOTONIC `limit` from now, as the absolute time the `*_clock*`
+/// waits take.
+fn monotonic_after(limit: Duration) -> io::Result<libc::timespec> {
+    let now =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(io::Error::from)?;
+    let deadline = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32) + limit;
+    Ok(libc::timespec {
+        tv_sec: deadline.as_secs() as libc::time_t,
+        tv_nsec: deadline.subsec_nanos() as libc::c_long,
+    })
+}
+
 /// Takes a token of `sem`, waiting at most `limit` (on CLOCK_MONOTONIC,
 /// which no clock step moves; interrupted waits are retried).
 ///
@@ -61,13 +73,7 @@ pub(crate) enum Taken {
 /// `sem` points to a semaphore made by [`sem_init`] in memory that stays
 /// mapped for the call.
 pub(crate) unsafe fn sem_wait_for(sem: *mut libc::sem_t, limit: Duration) -> io::Result<Taken> {
-    let now =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(io::Error::from)?;
-    let deadline = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32) + limit;
-    let abstime = libc::timespec {
-        tv_sec: deadline.as_secs() as libc::time_t,
-        tv_nsec: deadline.subsec_nanos() as libc::c_long,
-    };
+    let abstime = monotonic_after(limit)?;
     loop {
         // SAFETY: the semaphore is valid (our caller); `abstime` is on our stack.
         if unsafe { sem_clockwait(sem, libc::CLOCK_MONOTONIC, &abstime) } == 0 {
@@ -182,13 +188,7 @@ pub(crate) unsafe fn mutex_lock_for(
     mutex: *mut libc::pthread_mutex_t,
     limit: Duration,
 ) -> io::Result<Option<Locked>> {
-    let now =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(io::Error::from)?;
-    let deadline = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32) + limit;
-    let abstime = libc::timespec {
-        tv_sec: deadline.as_secs() as libc::time_t,
-        tv_nsec: deadline.subsec_nanos() as libc::c_long,
-    };
+    let abstime = monotonic_after(limit)?;
     // SAFETY: passed on from our caller; `abstime` is on our stack.
     match unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &abstime) } {
         0 => Ok(Some(Locked::Clean)),
