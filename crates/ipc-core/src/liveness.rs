@@ -131,9 +131,7 @@ fn stat(pid: u32) -> Option<(String, ProcessId)> {
 
 /// The state and identity in the text of `/proc/<pid>/stat`.
 fn parse_stat(pid: u32, stat: &str) -> Option<(String, ProcessId)> {
-    // The process name (field 2) is in parentheses and may hold anything.
-    let after = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
+    let fields = fields_after_name(stat)?;
     let start: u64 = fields.get(19)?.parse().ok()?;
     Some((
         fields.first()?.to_string(),
@@ -142,6 +140,36 @@ fn parse_stat(pid: u32, stat: &str) -> Option<(String, ProcessId)> {
             start: start & START_MASK,
         },
     ))
+}
+
+/// The fields of a `/proc/<pid>/stat` text after the process name (field
+/// 2, in parentheses, which may hold anything): state, ppid, pgrp, ...
+fn fields_after_name(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
+}
+
+/// Whether process `pid` has begun to exit, or is gone. The kernel marks a
+/// process that begins to exit (`PF_EXITING` in the flags of its stat)
+/// before it closes any of its fds, so a child that sees a channel from its
+/// parent end can ask here whether the parent died rather than closed it.
+/// A process far into its exit makes the read fail with `ESRCH`, a reaped
+/// one with `ENOENT`: both count as exiting. Where /proc cannot tell for
+/// another reason (`EACCES`, no fd left), it does not.
+pub fn exiting(pid: u32) -> bool {
+    /// `PF_EXITING` of the kernel's task flags.
+    const PF_EXITING: u64 = 0x4;
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) => {
+            return e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ESRCH)
+        }
+    };
+    // state, ppid, pgrp, session, tty_nr, tpgid, flags
+    let flags = fields_after_name(&stat)
+        .and_then(|f| f.get(6).copied())
+        .and_then(|f| f.parse::<u64>().ok());
+    flags.is_some_and(|f| f & PF_EXITING != 0)
 }
 
 /// A word, usually in memory shared between processes, naming the process
@@ -278,6 +306,12 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_process_is_not_exiting_and_a_reaped_one_is() {
+        assert!(!exiting(std::process::id()));
+        assert!(exiting(crate::conformance::a_dead_process().id().pid()));
+    }
 
     #[test]
     fn this_process_runs_and_packs_into_one_word() {

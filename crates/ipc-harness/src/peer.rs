@@ -238,31 +238,8 @@ pub fn parent_gone(parent: u32) -> ! {
 /// that looks there after its channel ended tells the two apart. While the
 /// pid is still our parent it cannot have been reused.
 pub fn parent_alive(spec: &PeerSpec) -> bool {
-    nix::unistd::getppid().as_raw() as u32 == spec.parent && !exiting(spec.parent)
-}
-
-/// Whether process `pid` has begun to exit (or is gone). A process far
-/// into its exit makes a read of its stat fail with ESRCH, a reaped one
-/// with ENOENT: both count as exiting. Where /proc cannot tell for another
-/// reason (EACCES, no fd left), it is not taken for exiting (the lifeline
-/// and the death signal still tell).
-fn exiting(pid: u32) -> bool {
-    /// `PF_EXITING` of the kernel's task flags.
-    const PF_EXITING: u64 = 0x4;
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat,
-        Err(e) => {
-            return e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc::ESRCH)
-        }
-    };
-    // The fields after the command name (which may hold spaces and
-    // parentheses): state, ppid, pgrp, session, tty_nr, tpgid, flags.
-    let flags = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
-        .and_then(|f| f.parse::<u64>().ok());
-    flags.is_some_and(|f| f & PF_EXITING != 0)
+    nix::unistd::getppid().as_raw() as u32 == spec.parent
+        && !ipc_core::liveness::exiting(spec.parent)
 }
 
 /// In the peer: exits (code 3, saying so) as soon as the parent is gone,
