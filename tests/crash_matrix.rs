@@ -318,29 +318,11 @@ fn nothing_left(tmp: &TempDir, pids: &[u32]) -> Result<(), String> {
     if !left.is_empty() {
         return Err(format!("left in $TMPDIR: {left:?}"));
     }
-    let ours = |name: &str| {
-        name.contains("ipc-showcase.") && pids.iter().any(|p| name.contains(&format!(".{p}.")))
-    };
-    let shm: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| ours(n))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !shm.is_empty() {
-        return Err(format!("left in /dev/shm: {shm:?}"));
-    }
-    let sockets: Vec<String> = std::fs::read_to_string("/proc/net/unix")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(7))
-        .filter(|n| ours(n))
-        .map(str::to_owned)
-        .collect();
-    if !sockets.is_empty() {
-        return Err(format!("abstract sockets remain: {sockets:?}"));
+    let objects = ipc_core::names::objects_of(pids, &tmp.0);
+    if !objects.is_empty() {
+        return Err(format!(
+            "left in /dev/shm or the abstract socket namespace: {objects:?}"
+        ));
     }
     Ok(())
 }

@@ -65,6 +65,39 @@ pub fn creator_is_gone(pid: u32, start: Option<u64>) -> bool {
     !ProcessId::from_parts(pid, start.unwrap_or(0)).is_running()
 }
 
+/// The objects that processes `pids` made and that are on the machine now,
+/// by the creator our names carry ([`creator_of_any`]): in /dev/shm, in
+/// `dir` (a `$TMPDIR`) and in the abstract Unix socket namespace, sorted.
+/// For the checks that a run or a channel left nothing behind.
+pub fn objects_of(pids: &[u32], dir: &Path) -> Vec<String> {
+    // Abstract socket names show in /proc/net/unix with a leading '@'.
+    let ours = |name: &str| {
+        creator_of_any(name.trim_start_matches('@')).is_some_and(|(pid, _)| pids.contains(&pid))
+    };
+    let listed = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| ours(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut found = listed(Path::new("/dev/shm"));
+    found.extend(listed(dir));
+    found.extend(
+        std::fs::read_to_string("/proc/net/unix")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(7))
+            .filter(|n| ours(n))
+            .map(str::to_owned),
+    );
+    found.sort();
+    found
+}
+
 /// The directory for FIFOs and other files: `$TMPDIR`, or `/tmp`.
 pub fn temp_dir() -> PathBuf {
     std::env::temp_dir()
@@ -380,6 +413,22 @@ mod tests {
         );
         assert!(!registered().contains(&Resource::Path(taken.clone())));
         std::fs::remove_dir_all(&taken).expect("remove the squatter's directory");
+    }
+
+    #[test]
+    fn the_objects_of_a_process_are_found_by_the_creator_in_their_names() {
+        let dir = PrivateDir::create("coretest6").expect("create");
+        let name = dir
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("its name")
+            .to_owned();
+        let me = std::process::id();
+        assert!(objects_of(&[me], &temp_dir()).contains(&name));
+        assert!(!objects_of(&[me + 1], &temp_dir()).contains(&name));
+        drop(dir);
+        assert!(!objects_of(&[me], &temp_dir()).contains(&name));
     }
 
     #[test]

@@ -65,29 +65,7 @@ struct Holdings {
 impl Holdings {
     fn now() -> Self {
         let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |d| d.count());
-        let mine = format!(".{}.", std::process::id());
-        let ours = |n: &str| n.contains(crate::names::PREFIX) && n.contains(&mine);
-        let listed = |dir: &std::path::Path| -> Vec<String> {
-            std::fs::read_dir(dir)
-                .map(|d| {
-                    d.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| ours(n))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut named = listed(std::path::Path::new("/dev/shm"));
-        named.extend(listed(&crate::names::temp_dir()));
-        named.extend(
-            std::fs::read_to_string("/proc/net/unix")
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(7))
-                .filter(|n| ours(n))
-                .map(str::to_owned),
-        );
-        named.sort();
+        let named = crate::names::objects_of(&[std::process::id()], &crate::names::temp_dir());
         Holdings {
             fds: count("/proc/self/fd"),
             threads: count("/proc/self/task"),
