@@ -243,15 +243,13 @@ fn check_creator(wire: &Wire) -> Result<()> {
             .to_string_lossy()
             .into_owned()
     });
-    let named: Vec<String> = wire
+    let named = wire
         .name
         .iter()
         .chain(made.iter())
         .flat_map(|n| n.split('/'))
-        .filter(|part| part.starts_with(crate::names::PREFIX))
-        .map(str::to_owned)
-        .collect();
-    for object in &named {
+        .filter(|part| part.starts_with(crate::names::PREFIX));
+    for object in named {
         match crate::names::creator_of_any(object) {
             Some((pid, _)) if pid != creator => {
                 return Err(Error::BadEndpoint(format!(
