@@ -442,14 +442,18 @@ fn sigterm_of_the_parent_removes_everything() {
 #[ignore = "long: 20 random kills per side and variant (several minutes)"]
 fn random_points_twenty_kills_per_side() {
     become_subreaper();
-    let mut rng = fastrand_seed();
+    // fastrand seeds itself from the clock; the seed is printed, so that a
+    // failing run can be told apart from another.
+    let seed = fastrand::u64(..);
+    println!("random seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut failures = Vec::new();
     for target in targets() {
         for victim in [Victim::Consumer, Victim::Producer] {
             let mut worst = Duration::ZERO;
             let (mut survived, mut by_signal) = (0, 0);
             for _ in 0..20 {
-                let seed = rng();
+                let seed = rng.u64(..);
                 match kill_and_check(&target, victim, Phase::Random(seed)) {
                     Ok(o) => {
                         survived += 1;
@@ -466,20 +470,4 @@ fn random_points_twenty_kills_per_side() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// A small generator seeded from the clock (the seed is printed, so a
-/// failure can be told apart from another).
-fn fastrand_seed() -> impl FnMut() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    let mut x = now ^ (u64::from(std::process::id()) << 32) | 1;
-    println!("random seed {x}");
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
 }
