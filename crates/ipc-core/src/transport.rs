@@ -169,6 +169,10 @@ pub trait RecvInPlace: Receiver {
 /// - In coroutine mode, where nothing else could fill the channel while the
 ///   caller waits, `recv` on an empty channel returns [`Error::WouldDeadlock`]
 ///   instead of hanging.
+/// - `ready` returns `false` only when `try_recv` would return
+///   [`Error::Empty`] and has nothing else to do (no message, no end of the
+///   channel, no check on the peer due): a polling loop may skip `try_recv`
+///   then.
 pub trait Receiver {
     /// Waits for the next message.
     fn recv(&mut self) -> Result<&[u8]>;
@@ -178,6 +182,19 @@ pub trait Receiver {
     fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]>;
     /// The largest message this end accepts.
     fn max_message(&self) -> usize;
+
+    /// Whether `try_recv` may have something to return, looked up as cheaply
+    /// as the transport can: a polling loop calls it between polls, and
+    /// calls `try_recv` only when it says `true`. `false` promises that
+    /// `try_recv` would return [`Error::Empty`] now and that skipping it
+    /// loses nothing (a transport that checks on its peer every so many
+    /// empty polls says `true` when a check is due). The default, `true`,
+    /// always asks `try_recv`; a transport whose `try_recv` costs more than
+    /// a look at one word of memory overrides it.
+    #[inline]
+    fn ready(&mut self) -> bool {
+        true
+    }
 }
 
 /// A consumer run as a coroutine: called with each message as it arrives.

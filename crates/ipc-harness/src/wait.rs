@@ -74,19 +74,23 @@ impl Wait {
     }
 
     /// Waits for the next message on `rx` and hands it to `f`.
-    #[inline]
+    #[inline(always)]
     pub fn recv_with<R: Receiver + ?Sized, T>(
         self,
         rx: &mut R,
         mut f: impl FnMut(&[u8]) -> T,
     ) -> Result<T, Error> {
-        self.wait_for(|block| {
-            if block {
-                rx.recv().map(&mut f)
-            } else {
-                rx.try_recv().map(&mut f)
-            }
-        })
+        self.wait_for(
+            rx,
+            #[inline(always)]
+            |rx, block| {
+                if block {
+                    rx.recv().map(&mut f)
+                } else {
+                    rx.try_recv().map(&mut f)
+                }
+            },
+        )
     }
 
     /// Waits for the next message on `rx` and hands `f` a view of it in
@@ -97,44 +101,60 @@ impl Wait {
         rx: &mut R,
         mut f: impl FnMut(&[u8]) -> T,
     ) -> Result<T, Error> {
-        self.wait_for(|block| {
-            if block {
-                rx.recv_in_place(&mut f)
-            } else {
-                rx.try_recv_in_place(&mut f)
-            }
-        })
+        self.wait_for(
+            rx,
+            #[inline(always)]
+            |rx, block| {
+                if block {
+                    rx.recv_in_place(&mut f)
+                } else {
+                    rx.try_recv_in_place(&mut f)
+                }
+            },
+        )
     }
 
-    /// The wait itself, over `take`: `take(true)` waits for a message in
-    /// the kernel, `take(false)` returns [`Error::Empty`] when there is none.
+    /// The wait itself, over `take`: `take(rx, true)` waits for a message
+    /// in the kernel, `take(rx, false)` returns [`Error::Empty`] when there
+    /// is none. A polling wait asks `take` only when the receiver says it
+    /// is [`ready`](Receiver::ready): between two polls the loop is then a
+    /// look at one word, so it sees a message as soon as it lands.
     #[inline(always)]
-    fn wait_for<T>(self, mut take: impl FnMut(bool) -> Result<T, Error>) -> Result<T, Error> {
+    fn wait_for<R: Receiver + ?Sized, T>(
+        self,
+        rx: &mut R,
+        mut take: impl FnMut(&mut R, bool) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         match self {
-            Wait::Block => take(true),
-            Wait::Resume => match take(false) {
+            Wait::Block => take(rx, true),
+            Wait::Resume => match take(rx, false) {
                 Err(Error::Empty) => Err(Error::WouldDeadlock),
                 other => other,
             },
             Wait::Spin => loop {
-                match take(false) {
-                    Err(Error::Empty) => relax(),
-                    other => return other,
+                if rx.ready() {
+                    match take(rx, false) {
+                        Err(Error::Empty) => {}
+                        other => return other,
+                    }
                 }
+                relax();
             },
             Wait::Hybrid => {
                 let budget = spin_budget();
                 let start = Instant::now();
                 let mut polls = 0u32;
                 loop {
-                    match take(false) {
-                        Err(Error::Empty) => {}
-                        other => return other,
+                    if rx.ready() {
+                        match take(rx, false) {
+                            Err(Error::Empty) => {}
+                            other => return other,
+                        }
                     }
                     polls = polls.wrapping_add(1);
                     // Read the clock only every 16 polls: it costs more than a poll.
                     if polls % 16 == 0 && start.elapsed() >= budget {
-                        return take(true);
+                        return take(rx, true);
                     }
                     relax();
                 }

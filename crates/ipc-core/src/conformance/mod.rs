@@ -315,6 +315,41 @@ pub fn empty_channel_waits<T: Transport, F: Flavor<T>>() {
     producer.finish();
 }
 
+/// `ready` hides nothing `try_recv` has to say: while the channel is
+/// empty, a `false` goes with `Empty`; a loop that asks `try_recv` only
+/// when `ready` says `true` gets every message, then `Disconnected` once
+/// the sender is gone.
+pub fn ready_hides_nothing<T: Transport, F: Flavor<T>>() {
+    let _w = Watchdog::start("ready_hides_nothing", LIMIT);
+    let (tx, mut rx) = channel::<T>(F::MODE);
+    // One message: a coroutine channel holds no more before it is read.
+    let sent = vec![b"seen through ready".to_vec()];
+    let mut producer = F::produce(tx, &mut rx, sent.clone());
+    // A first poll, as a consumer would (see sender_dropped_is_disconnected).
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    for _ in 0..1000 {
+        if !rx.ready() {
+            assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+        }
+    }
+    producer.go();
+    producer.finish();
+    let mut next = || loop {
+        if rx.ready() {
+            match rx.try_recv() {
+                Err(Error::Empty) => {}
+                got => return got.map(<[u8]>::to_vec),
+            }
+        }
+        std::hint::spin_loop();
+    };
+    for m in &sent {
+        assert_eq!(&next().expect("a message sent before the drop"), m);
+    }
+    let end = next();
+    assert!(matches!(end, Err(Error::Disconnected)), "got {end:?}");
+}
+
 /// Many messages of random sizes from 0 to the maximum: none lost, reordered
 /// or altered.
 pub fn random_sizes_nothing_lost<T: Transport, F: Flavor<T>>() {
@@ -419,6 +454,7 @@ pub fn checks<T: Transport, F: Flavor<T>>() -> Vec<(&'static str, fn())> {
             receiver_killed_is_disconnected::<T, F>,
         ),
         ("empty_channel_waits", empty_channel_waits::<T, F>),
+        ("ready_hides_nothing", ready_hides_nothing::<T, F>),
         (
             "random_sizes_nothing_lost",
             random_sizes_nothing_lost::<T, F>,
@@ -513,6 +549,7 @@ macro_rules! conformance_tests {
                 receiver_dropped_is_disconnected,
                 receiver_killed_is_disconnected,
                 empty_channel_waits,
+                ready_hides_nothing,
                 random_sizes_nothing_lost,
                 try_send_fills_until_full,
                 several_producers_keep_their_order,
