@@ -259,7 +259,59 @@ impl<B: Backend> ShmSender<B> {
         self.clear_ahead();
     }
 
+    /// Sends `msg`, waiting for room when `block`. The common case is
+    /// inline and straight: the frame fits before the ring's end, in room
+    /// the consumer's last known position already leaves and that is
+    /// cleared ahead, for a consumer still there. Anything else (a frame
+    /// that wraps, a full ring, a message above the maximum, a consumer
+    /// gone) goes through `put_slow`. Every instruction here lies on the
+    /// path of a round trip (the README's shared memory II section has the
+    /// figures).
+    #[inline(always)]
     pub(super) fn put(&mut self, msg: &[u8], block: bool) -> Result<()> {
+        let ring = &*self.ring;
+        let (len, head) = (msg.len(), self.head);
+        if len <= ring.max {
+            let frame = frame_len(len);
+            // Where the frame and the header slot after it end: within the
+            // room and the zeros ahead, and the frame itself not past the
+            // end of the ring (the slot after it may be the next lap's first).
+            let end = head + frame + HEADER;
+            let lap_end = (head | (ring.capacity - 1)) + 1;
+            if end <= self.cached_tail + ring.capacity
+                && end <= self.cleared
+                && end <= lap_end + HEADER
+                && !self.gone
+                && ring.ctl().life.0.consumer.closed.load(Ordering::Relaxed) == 0
+            {
+                let off = head & (ring.capacity - 1);
+                // SAFETY: the frame [off, off + frame) lies inside the ring
+                // (it ends at the lap's end at the latest) and is free: it
+                // is below the consumer's position plus the capacity, so the
+                // consumer reads none of it before the header below is
+                // published. The source is the caller's slice of len bytes.
+                // A consumer that breaks the protocol races only with these
+                // bytes of shared memory (as in `put_slow`).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.data(off + HEADER), len)
+                };
+                // As in `publish` (the slot after the frame is cleared:
+                // `end <= cleared`).
+                ring.header(off)
+                    .swap(stamp(head) | len as u64, Ordering::SeqCst);
+                self.head = head + frame;
+                wake(ring, Side::Consumer);
+                self.clear_ahead();
+                return Ok(());
+            }
+        }
+        self.put_slow(msg, block)
+    }
+
+    /// `put` when its quick path does not apply.
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&mut self, msg: &[u8], block: bool) -> Result<()> {
         let (off, skip) = self.reserve(msg.len(), block)?;
         // SAFETY: the frame [off, off + frame_len) lies inside the ring (a
         // frame that would pass the end goes to offset 0, and the ring holds
@@ -392,10 +444,12 @@ impl<B> ShmSender<B> {
 }
 
 impl<B: Backend> ipc_core::Sender for ShmSender<B> {
+    #[inline(always)]
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.put(msg, true)
     }
 
+    #[inline(always)]
     fn try_send(&mut self, msg: &[u8]) -> Result<()> {
         self.put(msg, false)
     }

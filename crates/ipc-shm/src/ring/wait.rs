@@ -80,6 +80,10 @@ pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 /// for `try_send`) between two checks that the peer still runs.
 pub(crate) const POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
 
+/// Looks at the header alone (`Receiver::ready`) between two full polls,
+/// which see a closed producer: a close is noticed within this many.
+pub(crate) const LOOKS_PER_POLL: u32 = 256;
+
 #[repr(C)]
 pub(crate) struct WaitWord {
     /// Non-zero while the owner of this word sleeps (or is about to).
@@ -190,6 +194,16 @@ impl IdlePolls {
         } else {
             false
         }
+    }
+
+    /// One more idle poll, seen by a look at the header alone
+    /// (`Receiver::ready`): true every [`LOOKS_PER_POLL`] of them, when
+    /// `try_recv` should run its own checks (the producer's closed flag;
+    /// its count then says when the liveness check is due).
+    #[inline]
+    pub(crate) fn look(&mut self) -> bool {
+        self.0 += 1;
+        self.0 % LOOKS_PER_POLL == 0
     }
 
     /// Work was done: start counting again.
