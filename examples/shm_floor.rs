@@ -6,7 +6,10 @@
 //!   (`ipc_baselines::shm::slot_ring_round_trips`, the yardstick) and
 //!   `ipc-shm pingpong --wait spin --batch 1` in process mode, all timed one
 //!   round trip per sample, in rounds (each round measures all of them
-//!   again), with the median of the rounds' ratios to the slot ring;
+//!   again), with the median of the rounds' ratios to the slot ring.
+//!   ipc-shm runs with `--verify seq`, which checks what the slot ring
+//!   checks (the length and the first 8 bytes, the message's number), and
+//!   with `--verify full` (every byte) beside it;
 //! - bandwidth: single-core `memcpy` of 64 KiB messages out of a ring-sized
 //!   buffer, and the barest copy ring between two threads (what the cores
 //!   and caches allow), next to `ipc-shm stream` at 64 KiB with `--verify
@@ -63,7 +66,8 @@ fn main() {
     // Each round measures the floor, then at each size the slot ring and
     // ipc-shm, so that a ratio never spans a move of the vCPUs; the median
     // of the rounds' ratios closes the list.
-    let mut ratios = [Vec::new(), Vec::new()];
+    // [size][verify]: 8 and 64 bytes, seq and full.
+    let mut ratios = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
     for round in 1..=rounds {
         let samples = floor::atomic_round_trips(COUNT as usize, WARMUP as usize);
         let floor_p50 = samples[samples.len() / 2];
@@ -80,18 +84,21 @@ fn main() {
                 slots[slots.len() * 99 / 100],
                 slot_p50 as f64 / floor_p50 as f64,
             );
-            match (shm.pingpong)(&config(size, COUNT, Wait::Spin, Verify::Full)) {
-                Ok(r) => {
-                    let ratio = r.rtt.p50 as f64 / slot_p50 as f64;
-                    ratios[i].push(ratio);
-                    out!(
-                        "{{\"round\":{round},\"name\":\"ipc-shm pingpong --wait spin --size {size}\",\"p50_ns\":{},\"p99_ns\":{},\"x_floor\":{:.2},\"x_slot_ring\":{ratio:.2},\"cpu\":\"{cpu}\"}}",
-                        r.rtt.p50, r.rtt.p99, r.rtt.p50 as f64 / floor_p50 as f64,
-                    )
+            for (j, verify) in [Verify::Seq, Verify::Full].into_iter().enumerate() {
+                let how = verify.as_str();
+                match (shm.pingpong)(&config(size, COUNT, Wait::Spin, verify)) {
+                    Ok(r) => {
+                        let ratio = r.rtt.p50 as f64 / slot_p50 as f64;
+                        ratios[i][j].push(ratio);
+                        out!(
+                            "{{\"round\":{round},\"name\":\"ipc-shm pingpong --wait spin --verify {how} --size {size}\",\"p50_ns\":{},\"p99_ns\":{},\"x_floor\":{:.2},\"x_slot_ring\":{ratio:.2},\"cpu\":\"{cpu}\"}}",
+                            r.rtt.p50, r.rtt.p99, r.rtt.p50 as f64 / floor_p50 as f64,
+                        )
+                    }
+                    Err(e) => out!(
+                        "{{\"name\":\"ipc-shm --verify {how} --size {size}\",\"error\":\"{e}\",\"cpu\":\"{cpu}\"}}"
+                    ),
                 }
-                Err(e) => out!(
-                    "{{\"name\":\"ipc-shm --size {size}\",\"error\":\"{e}\",\"cpu\":\"{cpu}\"}}"
-                ),
             }
         }
     }
@@ -99,11 +106,13 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let [mut r8, mut r64] = ratios;
+    let [[mut seq8, mut full8], [mut seq64, mut full64]] = ratios;
     out!(
-        "{{\"name\":\"median of {rounds} rounds, ipc-shm / slot ring\",\"x_slot_ring_8\":{:.2},\"x_slot_ring_64\":{:.2},\"cpu\":\"{cpu}\"}}",
-        median(&mut r8),
-        median(&mut r64)
+        "{{\"name\":\"median of {rounds} rounds, ipc-shm / slot ring\",\"x_slot_ring_8\":{:.2},\"x_slot_ring_64\":{:.2},\"x_slot_ring_8_verify_full\":{:.2},\"x_slot_ring_64_verify_full\":{:.2},\"cpu\":\"{cpu}\"}}",
+        median(&mut seq8),
+        median(&mut seq64),
+        median(&mut full8),
+        median(&mut full64)
     );
 
     if args.iter().any(|a| a == "--latency") {
