@@ -47,6 +47,7 @@
 //! shrink the region, which makes this process fault (SIGBUS). Share a ring
 //! only with a process you would share your memory with.
 
+mod copy;
 mod region;
 pub mod ring;
 mod sys;

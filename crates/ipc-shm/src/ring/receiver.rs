@@ -174,7 +174,7 @@ impl<B: Backend> ShmReceiver<B> {
         // stays in the len bytes copied; nothing outside the ring is read and
         // nothing of ours but `buf` is written.
         unsafe {
-            std::ptr::copy_nonoverlapping(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
+            crate::copy::copy(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
             self.buf.set_len(len);
         }
         self.free(len);
@@ -360,7 +360,7 @@ impl<B: Backend> ipc_core::Receiver for ShmReceiver<B> {
             // inside the ring (checked just above) and was published
             // (Acquire); the buffer has room for len bytes (its capacity).
             unsafe {
-                std::ptr::copy_nonoverlapping(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
+                crate::copy::copy(ring.data(off + HEADER), self.buf.as_mut_ptr(), len);
                 self.buf.set_len(len);
             }
             self.free(len);

@@ -292,9 +292,7 @@ impl<B: Backend> ShmSender<B> {
                 // published. The source is the caller's slice of len bytes.
                 // A consumer that breaks the protocol races only with these
                 // bytes of shared memory (as in `put_slow`).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(msg.as_ptr(), ring.data(off + HEADER), len)
-                };
+                unsafe { crate::copy::copy(msg.as_ptr(), ring.data(off + HEADER), len) };
                 // As in `publish` (the slot after the frame is cleared:
                 // `end <= cleared`).
                 ring.header(off)
@@ -321,9 +319,7 @@ impl<B: Backend> ShmSender<B> {
         // bytes. A consumer that breaks the protocol and reads or writes the
         // frame meanwhile races only with these bytes of shared memory,
         // never with memory of ours.
-        unsafe {
-            std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.data(off + HEADER), msg.len())
-        };
+        unsafe { crate::copy::copy(msg.as_ptr(), self.ring.data(off + HEADER), msg.len()) };
         self.publish(off, skip, msg.len());
         Ok(())
     }
