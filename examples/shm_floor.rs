@@ -13,12 +13,13 @@
 //! - bandwidth: single-core `memcpy` of 64 KiB messages out of a ring-sized
 //!   buffer, and the barest copy ring between two threads (what the cores
 //!   and caches allow), next to `ipc-shm stream` at 64 KiB with `--verify
-//!   seq` and `full`, copying and zero-copy (`--zero-copy`).
+//!   seq` and `full`, copying and zero-copy (`--zero-copy`), in rounds as
+//!   well, with the medians of the rounds' ratios that the goals use.
 //!
 //! ```text
 //! cargo run --release --example shm_floor
 //! cargo run --release --example shm_floor -- --latency   # the first part only
-//! cargo run --release --example shm_floor -- --rounds 9   # latency rounds (5)
+//! cargo run --release --example shm_floor -- --rounds 9   # rounds of each part (5)
 //! ```
 
 use std::io::Write;
@@ -118,22 +119,11 @@ fn main() {
     if args.iter().any(|a| a == "--latency") {
         return;
     }
+    // Bandwidth, in rounds as well: each round measures memcpy, the bare
+    // copy ring at both ring sizes and ipc-shm's four ways, and the medians
+    // of the rounds' ratios close the list (one measurement of each swings
+    // with the placement as much as the ratios it is meant to show).
     const SIZE: usize = 64 << 10;
-    let memcpy = floor::memcpy_bandwidth(SIZE, ipc_shm::DEFAULT_RING, 20_000);
-    out!("{{\"name\":\"memcpy 64 KiB, one core\",\"bytes_per_s\":{memcpy:.0},\"cpu\":\"{cpu}\"}}");
-    for ring in [ipc_shm::DEFAULT_RING, 256 << 10] {
-        let name = format!(
-            "bare copy ring, two threads, 64 KiB, {} KiB ring",
-            ring >> 10
-        );
-        match floor::copy_ring_bandwidth(SIZE, ring, 20_000) {
-            Some(b) => out!(
-                "{{\"name\":\"{name}\",\"bytes_per_s\":{b:.0},\"x_memcpy\":{:.2},\"cpu\":\"{cpu}\"}}",
-                b / memcpy
-            ),
-            None => out!("{{\"name\":\"{name}\",\"error\":\"a message arrived wrong\"}}"),
-        }
-    }
     // The defaults (blocking waits, a 4 MiB ring), then both sides awake
     // with a ring that stays in the caches (256 KiB), then zero-copy.
     let runs = [
@@ -142,26 +132,64 @@ fn main() {
         (Wait::Spin, Some(256 << 10), Verify::Seq, false),
         (Wait::Block, None, Verify::Full, true),
     ];
-    for (wait, capacity, verify, zero_copy) in runs {
-        let mut cfg = config(SIZE, 20_000, wait, verify);
-        cfg.capacity = capacity;
-        cfg.zero_copy = zero_copy;
-        let name = format!(
-            "ipc-shm stream --size 65536 --wait {} --verify {}{}{}",
-            wait.as_str(),
-            verify.as_str(),
-            capacity
-                .map(|c| format!(" --capacity {c}"))
-                .unwrap_or_default(),
-            if zero_copy { " --zero-copy" } else { "" }
-        );
-        match (shm.stream)(&cfg) {
-            Ok(r) => out!(
-                "{{\"name\":\"{name}\",\"bytes_per_s\":{:.0},\"x_memcpy\":{:.2},\"cpu\":\"{cpu}\"}}",
-                r.bytes_per_s,
-                r.bytes_per_s / memcpy
-            ),
-            Err(e) => out!("{{\"name\":\"{name}\",\"error\":\"{e}\"}}"),
+    // Per round: stream seq / bare ring (4 MiB), spin seq / bare ring
+    // (256 KiB), zero-copy full / copied full.
+    let mut bw_ratios = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 1..=rounds {
+        let memcpy = floor::memcpy_bandwidth(SIZE, ipc_shm::DEFAULT_RING, 20_000);
+        out!("{{\"round\":{round},\"name\":\"memcpy 64 KiB, one core\",\"bytes_per_s\":{memcpy:.0},\"cpu\":\"{cpu}\"}}");
+        let mut bare = [f64::NAN; 2];
+        for (k, ring) in [ipc_shm::DEFAULT_RING, 256 << 10].into_iter().enumerate() {
+            let name = format!(
+                "bare copy ring, two threads, 64 KiB, {} KiB ring",
+                ring >> 10
+            );
+            match floor::copy_ring_bandwidth(SIZE, ring, 20_000) {
+                Some(b) => {
+                    bare[k] = b;
+                    out!(
+                        "{{\"round\":{round},\"name\":\"{name}\",\"bytes_per_s\":{b:.0},\"x_memcpy\":{:.2},\"cpu\":\"{cpu}\"}}",
+                        b / memcpy
+                    )
+                }
+                None => out!("{{\"name\":\"{name}\",\"error\":\"a message arrived wrong\"}}"),
+            }
         }
+        let mut got = [f64::NAN; 4];
+        for (k, (wait, capacity, verify, zero_copy)) in runs.into_iter().enumerate() {
+            let mut cfg = config(SIZE, 20_000, wait, verify);
+            cfg.capacity = capacity;
+            cfg.zero_copy = zero_copy;
+            let name = format!(
+                "ipc-shm stream --size 65536 --wait {} --verify {}{}{}",
+                wait.as_str(),
+                verify.as_str(),
+                capacity
+                    .map(|c| format!(" --capacity {c}"))
+                    .unwrap_or_default(),
+                if zero_copy { " --zero-copy" } else { "" }
+            );
+            match (shm.stream)(&cfg) {
+                Ok(r) => {
+                    got[k] = r.bytes_per_s;
+                    out!(
+                        "{{\"round\":{round},\"name\":\"{name}\",\"bytes_per_s\":{:.0},\"x_memcpy\":{:.2},\"cpu\":\"{cpu}\"}}",
+                        r.bytes_per_s,
+                        r.bytes_per_s / memcpy
+                    )
+                }
+                Err(e) => out!("{{\"name\":\"{name}\",\"error\":\"{e}\"}}"),
+            }
+        }
+        bw_ratios[0].push(got[0] / bare[0]);
+        bw_ratios[1].push(got[2] / bare[1]);
+        bw_ratios[2].push(got[3] / got[1]);
     }
+    let [mut seq, mut spin, mut zero_copy] = bw_ratios;
+    out!(
+        "{{\"name\":\"median of {rounds} rounds\",\"stream_seq_x_bare_ring\":{:.2},\"stream_spin_256k_x_bare_ring_256k\":{:.2},\"zero_copy_full_x_copy_full\":{:.2},\"cpu\":\"{cpu}\"}}",
+        median(&mut seq),
+        median(&mut spin),
+        median(&mut zero_copy)
+    );
 }
