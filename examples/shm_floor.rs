@@ -103,13 +103,17 @@ fn main() {
             }
         }
     }
+    // The median of the rounds that measured (a failed run leaves none of
+    // its ratios), as a JSON number, or null when no round did.
     let median = |v: &mut Vec<f64>| {
+        v.retain(|x| x.is_finite());
         v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        v.get(v.len() / 2)
+            .map_or_else(|| "null".to_owned(), |m| format!("{m:.2}"))
     };
     let [[mut seq8, mut full8], [mut seq64, mut full64]] = ratios;
     out!(
-        "{{\"name\":\"median of {rounds} rounds, ipc-shm / slot ring\",\"x_slot_ring_8\":{:.2},\"x_slot_ring_64\":{:.2},\"x_slot_ring_8_verify_full\":{:.2},\"x_slot_ring_64_verify_full\":{:.2},\"cpu\":\"{cpu}\"}}",
+        "{{\"name\":\"median of {rounds} rounds, ipc-shm / slot ring\",\"x_slot_ring_8\":{},\"x_slot_ring_64\":{},\"x_slot_ring_8_verify_full\":{},\"x_slot_ring_64_verify_full\":{},\"cpu\":\"{cpu}\"}}",
         median(&mut seq8),
         median(&mut seq64),
         median(&mut full8),
@@ -187,7 +191,7 @@ fn main() {
     }
     let [mut seq, mut spin, mut zero_copy] = bw_ratios;
     out!(
-        "{{\"name\":\"median of {rounds} rounds\",\"stream_seq_x_bare_ring\":{:.2},\"stream_spin_256k_x_bare_ring_256k\":{:.2},\"zero_copy_full_x_copy_full\":{:.2},\"cpu\":\"{cpu}\"}}",
+        "{{\"name\":\"median of {rounds} rounds\",\"stream_seq_x_bare_ring\":{},\"stream_spin_256k_x_bare_ring_256k\":{},\"zero_copy_full_x_copy_full\":{},\"cpu\":\"{cpu}\"}}",
         median(&mut seq),
         median(&mut spin),
         median(&mut zero_copy)

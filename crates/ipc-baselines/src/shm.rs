@@ -88,9 +88,11 @@ fn clear_of_stall(slots: &[usize], into_slots: bool) -> usize {
             MEMCPY_STALL.contains(&((dst + 4096 - src) % 4096))
         })
     };
-    // Each slot rules out 31 offsets and there are at most a few hundred
-    // slots in a ring of fixed slots, far from 4096 / 31: one is free.
-    (0..4096)
+    // Each slot rules out 31 offsets in a row, at most 4 of the 512
+    // multiples of 8, so up to 127 slots always leave one free (the floors'
+    // 64 KiB messages make 64 slots in a 4 MiB ring); with more slots and
+    // none free, offset 0, and some copies may stall.
+    (0..512)
         .map(|i| (2048 + 8 * i) % 4096)
         .find(|&p| !stalls(p))
         .unwrap_or(0)

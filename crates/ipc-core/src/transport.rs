@@ -169,10 +169,11 @@ pub trait RecvInPlace: Receiver {
 /// - In coroutine mode, where nothing else could fill the channel while the
 ///   caller waits, `recv` on an empty channel returns [`Error::WouldDeadlock`]
 ///   instead of hanging.
-/// - `ready` returns `false` only when `try_recv` would return
-///   [`Error::Empty`] and has nothing else to do (no message, no end of the
-///   channel, no check on the peer due): a polling loop may skip `try_recv`
-///   then.
+/// - `ready` returns `false` only when no message is waiting, and it
+///   returns `true` again within a bounded number of calls whatever
+///   happens: a loop that calls `try_recv` whenever `ready` says `true`
+///   gets each message as soon as it is there, and the end of the channel
+///   (or the death of the peer) soon after.
 pub trait Receiver {
     /// Waits for the next message.
     fn recv(&mut self) -> Result<&[u8]>;
@@ -185,12 +186,13 @@ pub trait Receiver {
 
     /// Whether `try_recv` may have something to return, looked up as cheaply
     /// as the transport can: a polling loop calls it between polls, and
-    /// calls `try_recv` only when it says `true`. `false` promises that
-    /// `try_recv` would return [`Error::Empty`] now and that skipping it
-    /// loses nothing (a transport that checks on its peer every so many
-    /// empty polls says `true` when a check is due). The default, `true`,
-    /// always asks `try_recv`; a transport whose `try_recv` costs more than
-    /// a look at one word of memory overrides it.
+    /// calls `try_recv` only when it says `true`. `false` promises that no
+    /// message is waiting. It says nothing of the end of the channel, so a
+    /// transport that overrides it must also say `true` every so many calls
+    /// (ipc-shm: every 256), for `try_recv` to report a closed or dead peer
+    /// and to count the polls that make its own checks due. The default,
+    /// `true`, always asks `try_recv`; a transport whose `try_recv` costs
+    /// more than a look at one word of memory overrides it.
     #[inline]
     fn ready(&mut self) -> bool {
         true

@@ -1,5 +1,5 @@
 //! The ways a receiver waits, implemented once for every transport over
-//! `recv` and `try_recv`.
+//! `recv`, `try_recv` and the `ready` hint.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 pub enum Wait {
     /// Sleep in the kernel (`recv`): the plain mechanism, no CPU while idle.
     Block,
-    /// Poll `try_recv` in a loop: lowest latency, burns a CPU.
+    /// Poll in a loop (`try_recv` whenever `ready` says a message may be
+    /// there): lowest latency, burns a CPU.
     Spin,
     /// Poll for a short bounded time, then block: low latency while messages
     /// flow, no CPU burnt while idle.

@@ -318,7 +318,8 @@ pub fn empty_channel_waits<T: Transport, F: Flavor<T>>() {
 /// `ready` hides nothing `try_recv` has to say: while the channel is
 /// empty, a `false` goes with `Empty`; a loop that asks `try_recv` only
 /// when `ready` says `true` gets every message, then `Disconnected` once
-/// the sender is gone.
+/// the sender is gone (a `ready` that never said `true` again would hang
+/// here, and the watchdog fails the check).
 pub fn ready_hides_nothing<T: Transport, F: Flavor<T>>() {
     let _w = Watchdog::start("ready_hides_nothing", LIMIT);
     let (tx, mut rx) = channel::<T>(F::MODE);

@@ -70,9 +70,10 @@ impl<B: Backend> ShmReceiver<B> {
         &self.ring
     }
 
-    /// Whether a frame is published at the consumer's position.
+    /// Whether a frame is published at the consumer's position (the
+    /// sequentially consistent look a sleeper re-checks with).
     #[inline]
-    fn ready(ring: &Ring, tail: u64) -> bool {
+    fn published(ring: &Ring, tail: u64) -> bool {
         let h = ring.header(tail).load(Ordering::SeqCst);
         h & !0xffff_ffff == stamp(tail)
     }
@@ -122,7 +123,7 @@ impl<B: Backend> ShmReceiver<B> {
     fn nothing_yet(&self) -> Result<Found> {
         let ring = &*self.ring;
         if (self.gone || ring.ctl().life.0.producer.closed.load(Ordering::Acquire) != 0)
-            && !Self::ready(ring, self.tail)
+            && !Self::published(ring, self.tail)
         {
             return Err(Error::Disconnected);
         }
@@ -207,7 +208,7 @@ impl<B: Backend> ShmReceiver<B> {
             let (ring, tail) = (&*self.ring, self.tail);
             let closed = &ring.ctl().life.0.producer.closed;
             sleep_on(ring, Side::Consumer, Waker::Fenced, limit, || {
-                Self::ready(ring, tail) || closed.load(Ordering::Acquire) != 0
+                Self::published(ring, tail) || closed.load(Ordering::Acquire) != 0
             });
             if since.elapsed() >= self.ring.sleep_limit() {
                 if !self.ring.alive(Side::Producer) {

@@ -13,7 +13,8 @@
 //! `sys::light_fences`). Sleeps are bounded, so a peer that died without a
 //! word (SIGKILL) is noticed within [`LIVENESS_CHECK`]; a side that polls
 //! without sleeping (`try_recv`, `try_send`) checks every
-//! [`POLLS_PER_LIVENESS_CHECK`] polls that found nothing to do.
+//! [`POLLS_PER_LIVENESS_CHECK`] polls that found nothing to do (for the
+//! consumer, polls and the looks of `Receiver::ready` together).
 
 use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -202,7 +203,7 @@ impl IdlePolls {
     /// its count then says when the liveness check is due).
     #[inline]
     pub(crate) fn look(&mut self) -> bool {
-        self.0 += 1;
+        self.0 = self.0.wrapping_add(1);
         self.0 % LOOKS_PER_POLL == 0
     }
 
