@@ -136,16 +136,23 @@ impl<S: Sender> Consumer<S> {
                 report_cpu,
                 size,
             } if msg.len() == size && !(report_cpu && self.seen == warmup) => {
-                self.back.send(msg)?;
-                self.seen += 1;
-                if report_cpu && self.seen == warmup + count {
-                    let cpu = self.cpu_used();
-                    self.answer(Control::Cpu(cpu))?;
-                }
-                Ok(Flow::Continue)
+                self.echo(msg, warmup + count, report_cpu)
             }
             _ => self.handle_out_of_line(msg),
         }
+    }
+
+    /// Sends `msg` back, and after the echo numbered `last` reports the CPU
+    /// time when `report_cpu`.
+    #[inline(always)]
+    fn echo(&mut self, msg: &[u8], last: u64, report_cpu: bool) -> ipc_core::Result<Flow> {
+        self.back.send(msg)?;
+        self.seen += 1;
+        if report_cpu && self.seen == last {
+            let cpu = self.cpu_used();
+            self.answer(Control::Cpu(cpu))?;
+        }
+        Ok(Flow::Continue)
     }
 
     /// [`Consumer::handle`] for all but the echo's common case.
@@ -169,12 +176,7 @@ impl<S: Sender> Consumer<S> {
                 if report_cpu && self.seen == warmup {
                     self.cpu_start = Some(thread_cpu());
                 }
-                self.back.send(msg)?;
-                self.seen += 1;
-                if report_cpu && self.seen == warmup + count {
-                    let cpu = self.cpu_used();
-                    self.answer(Control::Cpu(cpu))?;
-                }
+                self.echo(msg, warmup + count, report_cpu)?;
             }
             Role::Sink {
                 size,
