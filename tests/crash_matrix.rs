@@ -181,6 +181,10 @@ fn start(target: &Target, phase: Phase) -> Run {
 enum Ended {
     Code(i32),
     Signal(i32),
+    /// Gone, and not ours to reap: its own parent reaped it while being
+    /// killed (the harness's reaper thread can finish a `waitpid` before
+    /// the SIGKILL takes it), and the exit status went with that parent.
+    ReapedByParent,
 }
 
 /// Waits up to `limit` for `pid`, a child of this process (adopted or not).
@@ -199,7 +203,7 @@ fn reap(pid: u32, limit: Duration) -> Option<Ended> {
         }
         if rc < 0 {
             // Not our child (any more): reaped by its own parent.
-            return (!alive(pid)).then_some(Ended::Code(-1));
+            return (!alive(pid)).then_some(Ended::ReapedByParent);
         }
         if start.elapsed() > limit {
             return None;
@@ -216,6 +220,10 @@ struct Outcome {
     /// Whether the survivor died of its death signal before it ran any
     /// code of ours (a peer killed at its very start), instead of exit 3.
     by_death_signal: bool,
+    /// Whether the survivor's exit status could not be seen, because its
+    /// dying parent reaped it ([`Ended::ReapedByParent`]); it still had to
+    /// name the parent's death.
+    status_unseen: bool,
 }
 
 /// Kills `victim` of a run of `target` at `phase` and checks the promises.
@@ -254,7 +262,8 @@ fn kill_and_check(target: &Target, victim: Victim, phase: Phase) -> Result<Outco
         Victim::Producer => err.contains(&format!("parent process (pid {parent}) is gone")),
     };
     let by_death_signal = victim == Victim::Producer && ended == Ended::Signal(libc::SIGTERM);
-    if !(ended == Ended::Code(3) && named || by_death_signal) {
+    let status_unseen = victim == Victim::Producer && ended == Ended::ReapedByParent;
+    if !((ended == Ended::Code(3) || status_unseen) && named || by_death_signal) {
         return Err(format!(
             "{what}: the survivor ended {ended:?}, stderr: {err:?}"
         ));
@@ -271,7 +280,8 @@ fn kill_and_check(target: &Target, victim: Victim, phase: Phase) -> Result<Outco
         .map_err(|e| format!("{what}: {e}"))?;
     Ok(Outcome {
         noticed,
-        by_death_signal: ended != Ended::Code(3),
+        by_death_signal,
+        status_unseen,
     })
 }
 
@@ -353,6 +363,7 @@ fn interrupt_and_check(target: &Target, sig: i32) -> Result<Outcome, String> {
     Ok(Outcome {
         noticed,
         by_death_signal: false,
+        status_unseen: false,
     })
 }
 
@@ -369,6 +380,8 @@ fn over_every_target(label: &str, case: impl Fn(&Target) -> Result<Outcome, Stri
                 o.noticed,
                 if o.by_death_signal {
                     " (by the death signal)"
+                } else if o.status_unseen {
+                    " (reaped by its dying parent: exit status not seen)"
                 } else {
                     ""
                 }
@@ -451,20 +464,21 @@ fn random_points_twenty_kills_per_side() {
     for target in targets() {
         for victim in [Victim::Consumer, Victim::Producer] {
             let mut worst = Duration::ZERO;
-            let (mut survived, mut by_signal) = (0, 0);
+            let (mut survived, mut by_signal, mut unseen) = (0, 0, 0);
             for _ in 0..20 {
                 let seed = rng.u64(..);
                 match kill_and_check(&target, victim, Phase::Random(seed)) {
                     Ok(o) => {
                         survived += 1;
                         by_signal += usize::from(o.by_death_signal);
+                        unseen += usize::from(o.status_unseen);
                         worst = worst.max(o.noticed);
                     }
                     Err(e) => failures.push(e),
                 }
             }
             println!(
-                "{:<28} {victim:?} killed at random points: {survived}/20 as promised ({by_signal} by the death signal), slowest exit {worst:?}",
+                "{:<28} {victim:?} killed at random points: {survived}/20 as promised ({by_signal} by the death signal, {unseen} reaped by the dying parent), slowest exit {worst:?}",
                 target.name()
             );
         }
