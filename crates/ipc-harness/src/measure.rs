@@ -152,19 +152,9 @@ impl<S: Sender, R: Receiver> RoundTrip for Copied<'_, S, R> {
         payload::fill(&mut self.msg, seq, Verify::Full);
     }
 
-    // The stamp is written and compared as one 8-byte word when the
-    // message holds it (a slice of a length known only at run time would
-    // take a call to memcpy or memcmp, on the path every round trip times).
     #[inline(always)]
     fn send(&mut self, seq: u64) -> Result<()> {
-        let stamp = seq.to_le_bytes();
-        match self.msg.first_chunk_mut::<8>() {
-            Some(head) => *head = stamp,
-            None => {
-                let len = self.msg.len();
-                self.msg.copy_from_slice(&stamp[..len]);
-            }
-        }
+        payload::stamp(&mut self.msg, seq);
         Ok(self.tx.send(&self.msg)?)
     }
 
@@ -172,6 +162,8 @@ impl<S: Sender, R: Receiver> RoundTrip for Copied<'_, S, R> {
     fn echo_ok(&mut self, _seq: u64) -> Result<bool> {
         let msg = &self.msg;
         let verify = self.verify;
+        // The stamp is compared as one 8-byte word when the message holds
+        // it (as `payload::stamp` writes it), not with `memcmp`.
         Ok(self.wait.recv_with(
             self.rx,
             #[inline(always)]
