@@ -113,8 +113,7 @@ impl<B: Backend> ShmReceiver<B> {
     #[inline(never)]
     fn try_recv_slow(&mut self) -> Result<&[u8]> {
         let (off, len) = self.poll()?;
-        self.read(off, len);
-        Ok(&self.buf)
+        Ok(self.read(off, len))
     }
 
     /// Why there is no frame at the consumer's position: none yet, or none
@@ -158,9 +157,11 @@ impl<B: Backend> ShmReceiver<B> {
     }
 
     /// Copies the message of the frame at ring offset `off` (published, of
-    /// `len` bytes, checked to fit in the ring) into `buf` and frees the frame.
+    /// `len` bytes, checked to fit in the ring) into `buf`, frees the frame
+    /// and returns the message (cut to `len`, for the reason `try_recv`
+    /// gives).
     #[inline(always)]
-    fn read(&mut self, off: u64, len: usize) {
+    fn read(&mut self, off: u64, len: usize) -> &[u8] {
         let ring = &*self.ring;
         self.buf.clear();
         self.buf.reserve(len);
@@ -179,6 +180,7 @@ impl<B: Backend> ShmReceiver<B> {
             self.buf.set_len(len);
         }
         self.free(len);
+        &self.buf[..len]
     }
 
     /// Frees the frame of a `len`-byte message at the consumer's position:
@@ -329,8 +331,7 @@ impl<B> ShmReceiver<B> {
 impl<B: Backend> ipc_core::Receiver for ShmReceiver<B> {
     fn recv(&mut self) -> Result<&[u8]> {
         let (off, len) = self.wait(None)?;
-        self.read(off, len);
-        Ok(&self.buf)
+        Ok(self.read(off, len))
     }
 
     /// The common case inline and straight: a published frame that fits
@@ -372,8 +373,7 @@ impl<B: Backend> ipc_core::Receiver for ShmReceiver<B> {
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<&[u8]> {
         let (off, len) = self.wait(Some(Instant::now() + timeout))?;
-        self.read(off, len);
-        Ok(&self.buf)
+        Ok(self.read(off, len))
     }
 
     fn max_message(&self) -> usize {
