@@ -19,6 +19,7 @@
 //! ```text
 //! cargo run --release --example shm_floor
 //! cargo run --release --example shm_floor -- --latency   # the first part only
+//! cargo run --release --example shm_floor -- --bandwidth # the second part only
 //! cargo run --release --example shm_floor -- --rounds 9   # rounds of each part (5)
 //! ```
 
@@ -64,6 +65,28 @@ fn main() {
         .unwrap_or(5)
         .max(1);
     let cpu = ipc_harness::cpu_model();
+    let latency_only = args.iter().any(|a| a == "--latency");
+    let bandwidth_only = args.iter().any(|a| a == "--bandwidth");
+    if !bandwidth_only {
+        latency(&shm, rounds, &cpu);
+    }
+    if !latency_only {
+        bandwidth(&shm, rounds, &cpu);
+    }
+}
+
+/// The median of the rounds that measured (a failed run leaves none of its
+/// ratios), as a JSON number, or null when no round did.
+fn median(v: &mut Vec<f64>) -> String {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2)
+        .map_or_else(|| "null".to_owned(), |m| format!("{m:.2}"))
+}
+
+/// The first part: the atomic floor, the slot ring and ipc-shm's ping-pong
+/// at 8 and 64 bytes, in `rounds` rounds.
+fn latency(shm: &Entry, rounds: usize, cpu: &str) {
     // Each round measures the floor, then at each size the slot ring and
     // ipc-shm, so that a ratio never spans a move of the vCPUs; the median
     // of the rounds' ratios closes the list.
@@ -103,14 +126,6 @@ fn main() {
             }
         }
     }
-    // The median of the rounds that measured (a failed run leaves none of
-    // its ratios), as a JSON number, or null when no round did.
-    let median = |v: &mut Vec<f64>| {
-        v.retain(|x| x.is_finite());
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2)
-            .map_or_else(|| "null".to_owned(), |m| format!("{m:.2}"))
-    };
     let [[mut seq8, mut full8], [mut seq64, mut full64]] = ratios;
     out!(
         "{{\"name\":\"median of {rounds} rounds, ipc-shm / slot ring\",\"x_slot_ring_8\":{},\"x_slot_ring_64\":{},\"x_slot_ring_8_verify_full\":{},\"x_slot_ring_64_verify_full\":{},\"cpu\":\"{cpu}\"}}",
@@ -119,10 +134,10 @@ fn main() {
         median(&mut full8),
         median(&mut full64)
     );
+}
 
-    if args.iter().any(|a| a == "--latency") {
-        return;
-    }
+/// The second part: bandwidth at 64 KiB, in `rounds` rounds as well.
+fn bandwidth(shm: &Entry, rounds: usize, cpu: &str) {
     // Bandwidth, in rounds as well: each round measures memcpy, the bare
     // copy ring at both ring sizes and ipc-shm's four ways, and the medians
     // of the rounds' ratios close the list (one measurement of each swings
