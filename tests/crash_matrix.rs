@@ -236,6 +236,9 @@ fn kill_and_check(target: &Target, victim: Victim, phase: Phase) -> Result<Outco
         Victim::Consumer => (peer, parent),
         Victim::Producer => (parent, peer),
     };
+    // Whether the peer runs our code yet (its signal thread exists), which
+    // then names its parent's death before it exits.
+    let peer_runs_ours = has_thread(peer, "peer-signals");
     signal(killed, libc::SIGKILL);
     let t0 = Instant::now();
     let ended = match victim {
@@ -263,7 +266,15 @@ fn kill_and_check(target: &Target, victim: Victim, phase: Phase) -> Result<Outco
     };
     let by_death_signal = victim == Victim::Producer && ended == Ended::Signal(libc::SIGTERM);
     let status_unseen = victim == Victim::Producer && ended == Ended::ReapedByParent;
-    if !((ended == Ended::Code(3) || status_unseen) && named || by_death_signal) {
+    // A peer killed by the death signal before its signal thread ran, then
+    // reaped by its dying parent: its status (the signal) went with the
+    // parent, and it wrote nothing. A peer whose signal thread ran before
+    // the kill must name the parent's death, reaped or not.
+    let silent_before_ours = status_unseen && !peer_runs_ours && err.trim().is_empty();
+    if !((ended == Ended::Code(3) || status_unseen) && named
+        || by_death_signal
+        || silent_before_ours)
+    {
         return Err(format!(
             "{what}: the survivor ended {ended:?}, stderr: {err:?}"
         ));

@@ -165,19 +165,23 @@ pub fn wait_for_peer(pid: u32, limit: Duration) -> u32 {
 pub fn wait_for_thread(pid: u32, name: &str, limit: Duration) {
     let start = Instant::now();
     while start.elapsed() < limit {
-        let found = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|d| {
-                d.flatten().any(|t| {
-                    std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
-                })
-            })
-            .unwrap_or(false);
-        if found {
+        if has_thread(pid, name) {
             return;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("process {pid} has no thread {name:?} after {limit:?}");
+}
+
+/// Whether process `pid` has a thread named `name` now.
+pub fn has_thread(pid: u32, name: &str) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten().any(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// Waits up to `limit` for `pid` to be gone.
