@@ -20,6 +20,7 @@
 //! cargo run --release --example shm_floor
 //! cargo run --release --example shm_floor -- --latency   # the first part only
 //! cargo run --release --example shm_floor -- --bandwidth # the second part only
+//! (both flags, or neither, run both parts)
 //! cargo run --release --example shm_floor -- --rounds 9   # rounds of each part (5)
 //! ```
 
@@ -41,12 +42,13 @@ fn config(size: usize, count: u64, wait: Wait, verify: Verify) -> RunConfig {
     }
 }
 
-/// Prints a line of results; ends the run quietly when nobody reads them
-/// any more (`| head`), instead of panicking on the closed pipe.
+/// Prints a line of results; when nobody reads them any more (`| head`),
+/// returns `None` from the part that prints, which ends the run quietly
+/// instead of panicking on the closed pipe.
 macro_rules! out {
     ($($arg:tt)*) => {
         if writeln!(std::io::stdout(), $($arg)*).is_err() {
-            return;
+            return None;
         }
     };
 }
@@ -65,13 +67,15 @@ fn main() {
         .unwrap_or(5)
         .max(1);
     let cpu = ipc_harness::cpu_model();
-    let latency_only = args.iter().any(|a| a == "--latency");
-    let bandwidth_only = args.iter().any(|a| a == "--bandwidth");
-    if !bandwidth_only {
-        latency(&shm, rounds, &cpu);
+    // Either flag alone runs its part alone; neither, or both, run both.
+    let latency_flag = args.iter().any(|a| a == "--latency");
+    let bandwidth_flag = args.iter().any(|a| a == "--bandwidth");
+    let both = latency_flag == bandwidth_flag;
+    if (both || latency_flag) && latency(&shm, rounds, &cpu).is_none() {
+        return;
     }
-    if !latency_only {
-        bandwidth(&shm, rounds, &cpu);
+    if both || bandwidth_flag {
+        let _ = bandwidth(&shm, rounds, &cpu);
     }
 }
 
@@ -85,8 +89,8 @@ fn median(v: &mut Vec<f64>) -> String {
 }
 
 /// The first part: the atomic floor, the slot ring and ipc-shm's ping-pong
-/// at 8 and 64 bytes, in `rounds` rounds.
-fn latency(shm: &Entry, rounds: usize, cpu: &str) {
+/// at 8 and 64 bytes, in `rounds` rounds; `None` when stdout closed.
+fn latency(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
     // Each round measures the floor, then at each size the slot ring and
     // ipc-shm, so that a ratio never spans a move of the vCPUs; the median
     // of the rounds' ratios closes the list.
@@ -134,10 +138,12 @@ fn latency(shm: &Entry, rounds: usize, cpu: &str) {
         median(&mut full8),
         median(&mut full64)
     );
+    Some(())
 }
 
-/// The second part: bandwidth at 64 KiB, in `rounds` rounds as well.
-fn bandwidth(shm: &Entry, rounds: usize, cpu: &str) {
+/// The second part: bandwidth at 64 KiB, in `rounds` rounds as well;
+/// `None` when stdout closed.
+fn bandwidth(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
     // Bandwidth, in rounds as well: each round measures memcpy, the bare
     // copy ring at both ring sizes and ipc-shm's four ways, and the medians
     // of the rounds' ratios close the list (one measurement of each swings
@@ -211,4 +217,5 @@ fn bandwidth(shm: &Entry, rounds: usize, cpu: &str) {
         median(&mut spin),
         median(&mut zero_copy)
     );
+    Some(())
 }
