@@ -221,9 +221,13 @@ struct Outcome {
     /// code of ours (a peer killed at its very start), instead of exit 3.
     by_death_signal: bool,
     /// Whether the survivor's exit status could not be seen, because its
-    /// dying parent reaped it ([`Ended::ReapedByParent`]); it still had to
-    /// name the parent's death.
+    /// dying parent reaped it ([`Ended::ReapedByParent`]), and it named the
+    /// parent's death.
     status_unseen: bool,
+    /// Whether the survivor, reaped by its dying parent, left no status and
+    /// no message, having been killed before it caught SIGTERM (the death
+    /// signal); see `kill_and_check`.
+    silent_unseen: bool,
 }
 
 /// Kills `victim` of a run of `target` at `phase` and checks the promises.
@@ -236,9 +240,11 @@ fn kill_and_check(target: &Target, victim: Victim, phase: Phase) -> Result<Outco
         Victim::Consumer => (peer, parent),
         Victim::Producer => (parent, peer),
     };
-    // Whether the peer runs our code yet (its signal thread exists), which
-    // then names its parent's death before it exits.
-    let peer_runs_ours = has_thread(peer, "peer-signals");
+    // Whether the peer, alive, could die of the death signal (SIGTERM)
+    // without running any code of ours: it has not started the peer's image
+    // yet, or does not catch SIGTERM yet. Read just before the kill; a peer
+    // that catches it from then on names its parent's death as any other.
+    let peer_dies_silently = victim == Victim::Producer && sigterm_ends_silently(peer, "--peer");
     signal(killed, libc::SIGKILL);
     let t0 = Instant::now();
     let ended = match victim {
@@ -266,15 +272,12 @@ fn kill_and_check(target: &Target, victim: Victim, phase: Phase) -> Result<Outco
     };
     let by_death_signal = victim == Victim::Producer && ended == Ended::Signal(libc::SIGTERM);
     let status_unseen = victim == Victim::Producer && ended == Ended::ReapedByParent;
-    // A peer killed by the death signal before its signal thread ran, then
+    // A peer killed by the death signal before it caught SIGTERM, then
     // reaped by its dying parent: its status (the signal) went with the
-    // parent, and it wrote nothing. A peer whose signal thread ran before
-    // the kill must name the parent's death, reaped or not.
-    let silent_before_ours = status_unseen && !peer_runs_ours && err.trim().is_empty();
-    if !((ended == Ended::Code(3) || status_unseen) && named
-        || by_death_signal
-        || silent_before_ours)
-    {
+    // parent, and it wrote nothing. A peer that caught SIGTERM before the
+    // kill must name the parent's death, reaped or not.
+    let silent_unseen = status_unseen && peer_dies_silently && err.trim().is_empty();
+    if !((ended == Ended::Code(3) || status_unseen) && named || by_death_signal || silent_unseen) {
         return Err(format!(
             "{what}: the survivor ended {ended:?}, stderr: {err:?}"
         ));
@@ -292,7 +295,8 @@ fn kill_and_check(target: &Target, victim: Victim, phase: Phase) -> Result<Outco
     Ok(Outcome {
         noticed,
         by_death_signal,
-        status_unseen,
+        status_unseen: status_unseen && !silent_unseen,
+        silent_unseen,
     })
 }
 
@@ -375,7 +379,50 @@ fn interrupt_and_check(target: &Target, sig: i32) -> Result<Outcome, String> {
         noticed,
         by_death_signal: false,
         status_unseen: false,
+        silent_unseen: false,
     })
+}
+
+/// The look the matrix takes at a peer before killing its parent: running
+/// with SIGTERM at its default, or before the image it was started for,
+/// says yes; a caught or ignored SIGTERM, or a zombie, says no.
+#[test]
+fn sigterm_ends_silently_reads_proc() {
+    let spawn = |script: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", script, "look-for-me"])
+            .spawn()
+            .expect("start sh")
+    };
+    // Within 5 s, however slowly the shells start.
+    let eventually = |pid: u32, arg: &str, want: bool| {
+        let start = Instant::now();
+        while sigterm_ends_silently(pid, arg) != want {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{pid}: not {want}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let mut default = spawn("exec sleep 5");
+    let mut ignoring = spawn("trap '' TERM; sleep 5; :");
+    let mut catching = spawn("trap 'exit 0' TERM; sleep 5; :");
+    let mut zombie = spawn("exit 0");
+    eventually(ignoring.id(), "look-for-me", false);
+    eventually(catching.id(), "look-for-me", false);
+    eventually(zombie.id(), "look-for-me", false);
+    // `exec sleep 5` ends up running sleep, whose arguments are "sleep" and
+    // "5"; before that, sh's do not hold "5" alone.
+    assert!(sigterm_ends_silently(default.id(), "5"));
+    assert!(sigterm_ends_silently(default.id(), "not-started-yet"));
+    for child in [&mut default, &mut ignoring, &mut catching] {
+        let _ = child.kill();
+    }
+    for child in [&mut default, &mut ignoring, &mut catching, &mut zombie] {
+        let _ = child.wait();
+    }
+    assert!(!sigterm_ends_silently(zombie.id(), "look-for-me"), "reaped");
 }
 
 /// Runs `case` on every target, prints a line for each, and fails with all
@@ -393,6 +440,8 @@ fn over_every_target(label: &str, case: impl Fn(&Target) -> Result<Outcome, Stri
                     " (by the death signal)"
                 } else if o.status_unseen {
                     " (reaped by its dying parent: exit status not seen)"
+                } else if o.silent_unseen {
+                    " (killed before it caught the death signal, reaped by its dying parent: no status, no message)"
                 } else {
                     ""
                 }
@@ -475,7 +524,7 @@ fn random_points_twenty_kills_per_side() {
     for target in targets() {
         for victim in [Victim::Consumer, Victim::Producer] {
             let mut worst = Duration::ZERO;
-            let (mut survived, mut by_signal, mut unseen) = (0, 0, 0);
+            let (mut survived, mut by_signal, mut unseen, mut silent) = (0, 0, 0, 0);
             for _ in 0..20 {
                 let seed = rng.u64(..);
                 match kill_and_check(&target, victim, Phase::Random(seed)) {
@@ -483,13 +532,14 @@ fn random_points_twenty_kills_per_side() {
                         survived += 1;
                         by_signal += usize::from(o.by_death_signal);
                         unseen += usize::from(o.status_unseen);
+                        silent += usize::from(o.silent_unseen);
                         worst = worst.max(o.noticed);
                     }
                     Err(e) => failures.push(e),
                 }
             }
             println!(
-                "{:<28} {victim:?} killed at random points: {survived}/20 as promised ({by_signal} by the death signal, {unseen} reaped by the dying parent), slowest exit {worst:?}",
+                "{:<28} {victim:?} killed at random points: {survived}/20 as promised ({by_signal} by the death signal, {unseen} reaped by the dying parent, {silent} reaped silently), slowest exit {worst:?}",
                 target.name()
             );
         }

@@ -143,15 +143,7 @@ pub fn wait_for_peer(pid: u32, limit: Duration) -> u32 {
     let start = Instant::now();
     while start.elapsed() < limit {
         for c in children(pid) {
-            let is_peer = std::fs::read_dir(format!("/proc/{c}/task"))
-                .map(|d| {
-                    d.flatten().any(|t| {
-                        std::fs::read_to_string(t.path().join("comm"))
-                            .is_ok_and(|n| n.trim() == "peer-signals")
-                    })
-                })
-                .unwrap_or(false);
-            if is_peer {
+            if has_thread(c, "peer-signals") {
                 return c;
             }
         }
@@ -182,6 +174,36 @@ pub fn has_thread(pid: u32, name: &str) -> bool {
             })
         })
         .unwrap_or(false)
+}
+
+/// Whether process `pid` is running (not a zombie) and a SIGTERM could yet
+/// end it without running any code of its own: it has not executed an
+/// image whose arguments include `image_arg` (a forked child still runs its
+/// parent's image, whose inherited handlers the exec resets), or SIGTERM is
+/// neither caught nor ignored, from `/proc/<pid>/status`. False when that
+/// cannot be read.
+pub fn sigterm_ends_silently(pid: u32, image_arg: &str) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    if !field("State:").is_some_and(|s| !s.starts_with('Z') && !s.starts_with('X')) {
+        return false;
+    }
+    let executed = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|args| args.split(|&b| b == 0).any(|a| a == image_arg.as_bytes()));
+    let term_bit = 1u64 << (libc::SIGTERM - 1);
+    let unset = |name: &str| {
+        field(name)
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .is_some_and(|mask| mask & term_bit == 0)
+    };
+    !executed || unset("SigCgt:") && unset("SigIgn:")
 }
 
 /// Waits up to `limit` for `pid` to be gone.
