@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Write;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::time::{Duration, Instant};
 
 use ipc_core::{Endpoint, Error, Handover, Mode, Options, Receiver, Sender, Transport};
@@ -220,13 +220,34 @@ fn an_exported_endpoint_cannot_be_opened_in_the_parent() {
 
 #[test]
 fn a_missing_or_foreign_endpoint_is_refused() {
-    // A token naming an fd this process does not have.
-    let (_tx, rx) = Pipe::channel(Mode::Process, &Options::default()).expect("pipe");
+    // A token naming an fd this process does not have. The fd is a pipe's
+    // end moved to the highest number this process may use, then closed
+    // with the handover: the kernel gives every new fd the lowest free
+    // number, so no other test thread's file takes that one in between
+    // (a low number, closed, could be reused at once by another test, and
+    // from_token would then adopt that test's fd).
+    let (read, _write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct we pass.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(got, 0, "getrlimit");
+    let highest = (limit.rlim_cur.min(1 << 16) - 1) as i32;
+    // SAFETY: F_DUPFD_CLOEXEC on our own open fd returns a new fd (the
+    // lowest free one at or above `highest`) or -1.
+    let high = unsafe { libc::fcntl(read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, highest) };
+    assert!(high >= highest, "dup to fd {highest}");
+    let mut ep = Endpoint::new("pipes", "pipe", 64);
     let mut handover = Handover::new();
-    let ep = Pipe::export_receiver(rx, &mut handover).expect("export");
+    // SAFETY: `high` was just made by fcntl above and nothing else owns it.
+    handover.add_fd(&mut ep, unsafe { std::os::fd::OwnedFd::from_raw_fd(high) });
     let token = ep.to_token();
-    drop(handover); // closes the fd the token names
-                    // SAFETY: the fd is closed, which from_token checks before adopting it.
+    // Closes the fd the token names.
+    drop(handover);
+    // SAFETY: the fd is closed (and its number out of the way of the fds
+    // other threads open), which from_token checks before adopting it.
     let err = unsafe { Endpoint::from_token(&token) }.expect_err("not open");
     assert!(matches!(err, Error::BadEndpoint(_)), "{err}");
 
