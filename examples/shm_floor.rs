@@ -107,8 +107,16 @@ fn main() {
 fn median(v: &mut Vec<f64>) -> String {
     v.retain(|x| x.is_finite());
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2)
-        .map_or_else(|| "null".to_owned(), |m| format!("{m:.2}"))
+    number(v.get(v.len() / 2).copied().unwrap_or(f64::NAN))
+}
+
+/// A ratio as a JSON number, or null where a run failed (not finite).
+fn number(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}")
+    } else {
+        "null".to_owned()
+    }
 }
 
 /// The first part: the atomic floor, the slot ring and ipc-shm's ping-pong
@@ -166,15 +174,22 @@ fn latency(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
             };
             let reference = (before + after) as f64 / 2.0;
             let held = steady(before as f64, after as f64, LATENCY_MOVE);
-            for (j, p50) in p50s.into_iter().enumerate() {
-                if held && p50 > 0 {
-                    ratios[i][j].push(p50 as f64 / reference);
+            // A failed run (no p50) has no ratio.
+            let x = p50s.map(|p50| {
+                if p50 > 0 {
+                    p50 as f64 / reference
+                } else {
+                    f64::NAN
                 }
+            });
+            if held {
+                ratios[i][0].push(x[0]);
+                ratios[i][1].push(x[1]);
             }
             out!(
-                "{{\"round\":{round},\"name\":\"ipc-shm / slot ring --size {size}\",\"slot_ring_ns\":{reference:.1},\"x_slot_ring\":{:.2},\"x_slot_ring_verify_full\":{:.2},\"counted\":{held},\"cpu\":\"{cpu}\"}}",
-                p50s[0] as f64 / reference,
-                p50s[1] as f64 / reference,
+                "{{\"round\":{round},\"name\":\"ipc-shm / slot ring --size {size}\",\"slot_ring_ns\":{reference:.1},\"x_slot_ring\":{},\"x_slot_ring_verify_full\":{},\"counted\":{held},\"cpu\":\"{cpu}\"}}",
+                number(x[0]),
+                number(x[1]),
             );
         }
     }
@@ -205,14 +220,15 @@ fn bandwidth(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
     // The defaults (blocking waits, a 4 MiB ring) against the bare ring of
     // the same size, then both sides awake with a ring that stays in the
     // caches (256 KiB) against its bare ring, then zero-copy: (wait,
-    // capacity, verify, zero-copy, the bare ring around it).
+    // capacity, verify, zero-copy, the bare ring around it and the goal's
+    // index in `bw_ratios`).
     let runs = [
         (
             Wait::Block,
             None,
             Verify::Seq,
             false,
-            Some(ipc_shm::DEFAULT_RING),
+            Some((ipc_shm::DEFAULT_RING, 0)),
         ),
         (Wait::Block, None, Verify::Full, false, None),
         (
@@ -220,7 +236,7 @@ fn bandwidth(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
             Some(SMALL_RING),
             Verify::Seq,
             false,
-            Some(SMALL_RING),
+            Some((SMALL_RING, 1)),
         ),
         (Wait::Block, None, Verify::Full, true, None),
     ];
@@ -254,7 +270,7 @@ fn bandwidth(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
             // The bare ring before and after the run: its ratio uses their
             // mean, and counts only when the two agree.
             let before = match bare {
-                Some(ring) => bare_ring(ring, "before")?,
+                Some((ring, _)) => bare_ring(ring, "before")?,
                 None => f64::NAN,
             };
             let mut cfg = config(SIZE, 20_000, wait, verify);
@@ -280,17 +296,17 @@ fn bandwidth(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
                 }
                 Err(e) => out!("{{\"name\":\"{name}\",\"error\":\"{e}\"}}"),
             }
-            let Some(ring) = bare else { continue };
+            let Some((ring, goal)) = bare else { continue };
             let after = bare_ring(ring, "after")?;
             let held = steady(before, after, BANDWIDTH_MOVE);
             let ratio = 2.0 * got[k] / (before + after);
-            let goal = usize::from(ring == SMALL_RING);
             if held {
                 bw_ratios[goal].push(ratio);
             }
             out!(
-                "{{\"round\":{round},\"name\":\"{name} / bare copy ring, {} KiB ring\",\"x_bare_ring\":{ratio:.2},\"counted\":{held},\"cpu\":\"{cpu}\"}}",
-                ring >> 10
+                "{{\"round\":{round},\"name\":\"{name} / bare copy ring, {} KiB ring\",\"x_bare_ring\":{},\"counted\":{held},\"cpu\":\"{cpu}\"}}",
+                ring >> 10,
+                number(ratio)
             );
         }
         bw_ratios[2].push(got[3] / got[1]);
