@@ -39,6 +39,16 @@ use ipc_harness::{Batch, Entry, RunConfig, Verify, Wait};
 const COUNT: u64 = 200_000;
 const WARMUP: u64 = 10_000;
 
+/// ipc-shm's ping-pongs at each size: `--verify seq` (what the slot ring
+/// checks), `--verify full` (every byte), and `--verify seq --zero-copy`
+/// (each message made and checked in place, each echo copied from the
+/// view it came in into the ring it goes out on).
+const PINGPONGS: [(Verify, bool); 3] = [
+    (Verify::Seq, false),
+    (Verify::Full, false),
+    (Verify::Seq, true),
+];
+
 /// How far the slot ring measured after ipc-shm may lie from the one
 /// measured before it (a share of their mean) for the round's ratios to
 /// count: further apart, the vCPUs moved between the runs, and a ratio
@@ -125,8 +135,8 @@ fn latency(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
     // Each round measures the floor, then at each size the slot ring and
     // ipc-shm, so that a ratio never spans a move of the vCPUs; the median
     // of the rounds' ratios closes the list.
-    // [size][verify]: 8 and 64 bytes, seq and full.
-    let mut ratios = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    // [size][run]: 8 and 64 bytes; seq, full and seq zero-copy.
+    let mut ratios: [[Vec<f64>; 3]; 2] = Default::default();
     for round in 1..=rounds {
         let samples = floor::atomic_round_trips(COUNT as usize, WARMUP as usize);
         let floor_p50 = samples[samples.len() / 2];
@@ -152,10 +162,18 @@ fn latency(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
             let Some(before) = slot("before")? else {
                 continue;
             };
-            let mut p50s = [0u64; 2];
-            for (j, verify) in [Verify::Seq, Verify::Full].into_iter().enumerate() {
-                let how = verify.as_str();
-                match (shm.pingpong)(&config(size, COUNT, Wait::Spin, verify)) {
+            let mut p50s = [0u64; 3];
+            for (j, (verify, zero_copy)) in PINGPONGS.into_iter().enumerate() {
+                let how = format!(
+                    "{}{}",
+                    verify.as_str(),
+                    if zero_copy { " --zero-copy" } else { "" }
+                );
+                let cfg = RunConfig {
+                    zero_copy,
+                    ..config(size, COUNT, Wait::Spin, verify)
+                };
+                match (shm.pingpong)(&cfg) {
                     Ok(r) => {
                         p50s[j] = r.rtt.p50;
                         out!(
@@ -183,26 +201,30 @@ fn latency(shm: &Entry, rounds: usize, cpu: &str) -> Option<()> {
                 }
             });
             if held {
-                ratios[i][0].push(x[0]);
-                ratios[i][1].push(x[1]);
+                for (r, x) in ratios[i].iter_mut().zip(x) {
+                    r.push(x);
+                }
             }
             out!(
-                "{{\"round\":{round},\"name\":\"ipc-shm / slot ring --size {size}\",\"slot_ring_ns\":{reference:.1},\"x_slot_ring\":{},\"x_slot_ring_verify_full\":{},\"counted\":{held},\"cpu\":\"{cpu}\"}}",
+                "{{\"round\":{round},\"name\":\"ipc-shm / slot ring --size {size}\",\"slot_ring_ns\":{reference:.1},\"x_slot_ring\":{},\"x_slot_ring_verify_full\":{},\"x_slot_ring_zero_copy\":{},\"counted\":{held},\"cpu\":\"{cpu}\"}}",
                 number(x[0]),
                 number(x[1]),
+                number(x[2]),
             );
         }
     }
     let counted = [ratios[0][0].len(), ratios[1][0].len()];
-    let [[mut seq8, mut full8], [mut seq64, mut full64]] = ratios;
+    let [[mut seq8, mut full8, mut zc8], [mut seq64, mut full64, mut zc64]] = ratios;
     out!(
-        "{{\"name\":\"median of the rounds whose slot ring held, ipc-shm / slot ring\",\"rounds\":{rounds},\"counted_8\":{},\"counted_64\":{},\"x_slot_ring_8\":{},\"x_slot_ring_64\":{},\"x_slot_ring_8_verify_full\":{},\"x_slot_ring_64_verify_full\":{},\"cpu\":\"{cpu}\"}}",
+        "{{\"name\":\"median of the rounds whose slot ring held, ipc-shm / slot ring\",\"rounds\":{rounds},\"counted_8\":{},\"counted_64\":{},\"x_slot_ring_8\":{},\"x_slot_ring_64\":{},\"x_slot_ring_8_verify_full\":{},\"x_slot_ring_64_verify_full\":{},\"x_slot_ring_8_zero_copy\":{},\"x_slot_ring_64_zero_copy\":{},\"cpu\":\"{cpu}\"}}",
         counted[0],
         counted[1],
         median(&mut seq8),
         median(&mut seq64),
         median(&mut full8),
-        median(&mut full64)
+        median(&mut full64),
+        median(&mut zc8),
+        median(&mut zc64)
     );
     Some(())
 }

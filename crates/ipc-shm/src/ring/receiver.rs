@@ -258,6 +258,7 @@ impl<B: Backend> ShmReceiver<B> {
 
     /// As [`ShmReceiver::recv_in_place`] if a message is waiting, else
     /// [`Error::Empty`].
+    #[inline(always)]
     pub fn try_recv_in_place(&mut self) -> Result<View<'_, B>> {
         let (off, len) = self.poll()?;
         Ok(View {
@@ -289,6 +290,7 @@ pub struct View<'a, B: Backend> {
 impl<B: Backend> std::ops::Deref for View<'_, B> {
     type Target = [u8];
 
+    #[inline(always)]
     fn deref(&self) -> &[u8] {
         // SAFETY: locate checked that the frame [off, off + HEADER + len)
         // lies inside the ring, which is mapped as long as the receiver,
@@ -302,6 +304,7 @@ impl<B: Backend> std::ops::Deref for View<'_, B> {
 }
 
 impl<B: Backend> Drop for View<'_, B> {
+    #[inline(always)]
     fn drop(&mut self) {
         self.receiver.free(self.len);
     }
@@ -314,7 +317,9 @@ impl<B: Backend> ipc_core::RecvInPlace for ShmReceiver<B> {
         Ok(f(&view))
     }
 
-    #[inline]
+    /// Inline down to the view's drop, as `try_recv` is (see
+    /// `ShmSender::send_in_place` for what the calls cost).
+    #[inline(always)]
     fn try_recv_in_place<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let view = ShmReceiver::try_recv_in_place(self)?;
         Ok(f(&view))

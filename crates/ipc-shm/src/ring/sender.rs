@@ -330,15 +330,18 @@ impl<B: Backend> ShmSender<B> {
     /// publishes nothing. Zero-copy: the consumer reads the bytes where they
     /// are written. [`Error::TooLarge`] above the ring's maximum,
     /// [`Error::Disconnected`] once the consumer is gone.
+    #[inline]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_, B>> {
         self.lend(len, true)
     }
 
     /// As [`ShmSender::loan`], but [`Error::Full`] instead of waiting.
+    #[inline]
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_, B>> {
         self.lend(len, false)
     }
 
+    #[inline(always)]
     fn lend(&mut self, len: usize, block: bool) -> Result<Loan<'_, B>> {
         let (off, skip) = self.reserve(len, block)?;
         Ok(Loan {
@@ -372,6 +375,7 @@ pub struct Loan<'a, B: Backend> {
 
 impl<B: Backend> Loan<'_, B> {
     /// Publishes the message: the consumer can receive it from now on.
+    #[inline(always)]
     pub fn commit(mut self) {
         self.committed = true;
         self.sender.publish(self.off, self.skip, self.len);
@@ -381,6 +385,7 @@ impl<B: Backend> Loan<'_, B> {
 impl<B: Backend> std::ops::Deref for Loan<'_, B> {
     type Target = [u8];
 
+    #[inline(always)]
     fn deref(&self) -> &[u8] {
         // SAFETY: as for deref_mut, shared.
         unsafe { std::slice::from_raw_parts(self.sender.ring.data(self.off + HEADER), self.len) }
@@ -388,6 +393,7 @@ impl<B: Backend> std::ops::Deref for Loan<'_, B> {
 }
 
 impl<B: Backend> std::ops::DerefMut for Loan<'_, B> {
+    #[inline(always)]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: reserve found the frame [off, off + HEADER + len) inside
         // the ring (the ring holds two of the largest frames and a frame
@@ -420,6 +426,10 @@ impl<B: Backend> Drop for Loan<'_, B> {
 }
 
 impl<B: Backend> ipc_core::SendInPlace for ShmSender<B> {
+    /// Inline to the commit, as `send` is: with `loan`, `commit` and this
+    /// out of line, zero-copy round trips took 1.12-1.22x as long at 8 and
+    /// 64 bytes (AMD EPYC, measured; the README has the figures).
+    #[inline(always)]
     fn send_in_place<T>(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> T) -> Result<T> {
         let mut loan = self.loan(len)?;
         let out = fill(&mut loan);
