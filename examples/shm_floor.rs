@@ -12,8 +12,9 @@
 //!   shared VM move from minute to minute, and a ratio across a move
 //!   measures the move;
 //!   ipc-shm runs with `--verify seq`, which checks what the slot ring
-//!   checks (the length and the first 8 bytes, the message's number), and
-//!   with `--verify full` (every byte) beside it;
+//!   checks (the length and the first 8 bytes, the message's number), with
+//!   `--verify full` (every byte), and zero-copy (`--verify seq
+//!   --zero-copy`) beside it;
 //! - bandwidth: single-core `memcpy` of 64 KiB messages out of a ring-sized
 //!   buffer, and the barest copy ring between two threads (what the cores
 //!   and caches allow), next to `ipc-shm stream` at 64 KiB with `--verify
